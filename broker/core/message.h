@@ -1,0 +1,70 @@
+#pragma once
+// A published message: AMQP's basic properties, the exchange and routing key it was published
+// with, its dead-letter history, and the body. Immutable once built and shared by reference:
+// a message routed to ten queues exists once, and every queue and delivery holds a MessageRef.
+
+#include "broker/core/field_table.h"
+#include "broker/core/time.h"
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace depot::core {
+
+enum class DeliveryMode : std::uint8_t { TRANSIENT = 1, PERSISTENT = 2 };
+
+// AMQP 0-9-1 basic properties. `expiration` is typed here; the wire layer parses AMQP's string.
+struct Properties {
+    std::string contentType;
+    std::string contentEncoding;
+    std::string correlationId;
+    std::string replyTo;
+    std::string messageId;
+    std::string type;
+    std::string userId;
+    std::string appId;
+    std::optional<Milliseconds> expiration; // per-message TTL
+    DeliveryMode deliveryMode = DeliveryMode::TRANSIENT;
+    std::uint8_t priority = 0;
+    std::int64_t timestamp = 0; // seconds since the Unix epoch, set by the publisher
+    FieldTable headers;
+};
+
+// Why a message was dead-lettered; the names are RabbitMQ's x-death reasons.
+enum class DeathReason : std::uint8_t { REJECTED, EXPIRED, MAXLEN };
+const char* deathReasonName(DeathReason reason);
+
+// One entry of RabbitMQ's x-death header: where and why the message died, and how often.
+// The newest entry is first; a repeat of the same (queue, reason) increments `count` and moves
+// the entry to the front, as RabbitMQ does.
+struct DeathRecord {
+    std::string queue;
+    DeathReason reason = DeathReason::REJECTED;
+    std::uint64_t count = 1;
+    std::string exchange;                 // the exchange the message had been published to
+    std::vector<std::string> routingKeys; // the routing key it had been published with
+    TimePoint time{};                     // the broker's time of the (latest) death
+    std::optional<Milliseconds> originalExpiration;
+};
+
+struct Message {
+    std::string exchange;
+    std::string routingKey;
+    Properties properties;
+    std::vector<DeathRecord> deaths; // x-death, newest first; empty for a fresh message
+    std::string body;
+};
+
+// The one alias to change if reference counting ever shows in a profile (see STYLE.md, 15).
+using MessageRef = std::shared_ptr<const Message>;
+
+inline MessageRef makeMessage(std::string exchange, std::string routingKey, Properties properties,
+                              std::string body) {
+    return std::make_shared<const Message>(
+        Message{std::move(exchange), std::move(routingKey), std::move(properties), {}, std::move(body)});
+}
+
+} // namespace depot::core
