@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Depot needs to build and test, and only those missing.
-# Idempotent and quiet when everything is there; runs apt-get update only when installing.
+# Idempotent and silent when everything is there; runs apt-get update only when installing.
+# Needs root only when something is missing (otherwise prints what to install and exits 1).
 set -euo pipefail
 
 packages=(cmake g++ clang ninja-build make git clang-format
-          libasio-dev capnproto libcapnp-dev libcli11-dev libspdlog-dev doctest-dev)
+          libasio-dev capnproto libcapnp-dev libcli11-dev libspdlog-dev doctest-dev
+          # clang's ASan/UBSan runtime: only a Recommends of clang-14 on Debian 12, and we
+          # install without recommends, so name it or the sanitizer build cannot link.
+          libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -15,7 +19,7 @@ done
 
 if [[ $(id -u) -ne 0 ]]; then
     echo "depot: missing Debian packages: ${missing[*]}" >&2
-    echo "depot: run as root, or: sudo apt-get install -y ${missing[*]}" >&2
+    echo "depot: run this as root, or first: sudo apt-get install -y ${missing[*]}" >&2
     exit 1
 fi
 echo "depot: installing ${missing[*]}"

@@ -6,7 +6,9 @@
 
 namespace depot::core {
 
-Broker::Broker() { vhosts_.emplace("/", std::make_unique<Vhost>("/")); }
+Broker::Broker() {
+    vhosts_.emplace("/", std::make_unique<Vhost>("/"));
+}
 
 Vhost* Broker::findVhost(std::string_view name) {
     auto it = vhosts_.find(name);

@@ -84,10 +84,15 @@ Status Channel::bindQueue(std::string_view queue, std::string_view exchange,
 
 Status Channel::unbindQueue(std::string_view queue, std::string_view exchange,
                             std::string_view bindingKey, const FieldTable& arguments) {
-    Result<Queue*> q = usableQueue(queue);
-    if (!q)
-        return q.error();
-    return vhost_.unbind(exchange, Destination::toQueue(*q), bindingKey, arguments);
+    if (Status s = validateName("queue", queue); !s)
+        return s;
+    // Unbinding from a queue that is gone succeeds, as in RabbitMQ 3.10: the binding is gone too.
+    Queue* q = vhost_.queue(queue);
+    if (q == nullptr)
+        return {};
+    if (Status s = vhost_.checkAccess(*q, *this); !s)
+        return s;
+    return vhost_.unbind(exchange, Destination::toQueue(q), bindingKey, arguments);
 }
 
 Status Channel::bindExchange(std::string_view destination, std::string_view source,
@@ -98,7 +103,8 @@ Status Channel::bindExchange(std::string_view destination, std::string_view sour
     if (x == nullptr)
         return vhost_.exchangeNotFound(destination);
     if (x->isDefault())
-        return makeError(ErrorCode::ACCESS_REFUSED, "operation not permitted on the default exchange");
+        return makeError(ErrorCode::ACCESS_REFUSED,
+                         "operation not permitted on the default exchange");
     return vhost_.bind(source, Destination::toExchange(x), bindingKey, arguments);
 }
 
@@ -106,11 +112,12 @@ Status Channel::unbindExchange(std::string_view destination, std::string_view so
                                std::string_view bindingKey, const FieldTable& arguments) {
     if (Status s = validateName("exchange", destination); !s)
         return s;
+    if (destination.empty())
+        return makeError(ErrorCode::ACCESS_REFUSED,
+                         "operation not permitted on the default exchange");
     Exchange* x = vhost_.exchange(destination);
     if (x == nullptr)
-        return vhost_.exchangeNotFound(destination);
-    if (x->isDefault())
-        return makeError(ErrorCode::ACCESS_REFUSED, "operation not permitted on the default exchange");
+        return {}; // as for queues: nothing left to unbind
     return vhost_.unbind(source, Destination::toExchange(x), bindingKey, arguments);
 }
 
@@ -292,7 +299,9 @@ Status Channel::reject(std::uint64_t deliveryTag, bool requeue, TimePoint now) {
     return nack(deliveryTag, false, requeue, now);
 }
 
-void Channel::recover(TimePoint now) { (void)settle(0, true, Settlement::REQUEUE, now); }
+void Channel::recover(TimePoint now) {
+    (void)settle(0, true, Settlement::REQUEUE, now);
+}
 
 void Channel::setFlow(bool active, TimePoint now) {
     if (flowActive_ == active)

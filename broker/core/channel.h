@@ -31,9 +31,9 @@ struct QueueDeclareOk {
 };
 
 struct PublishResult {
-    std::size_t queues = 0;  // how many queues received the message
-    bool returned = false;   // mandatory and routed to no queue: hand it back (basic.return)
-    bool rejected = false;   // a full queue with x-overflow reject-publish refused it (confirm nack)
+    std::size_t queues = 0; // how many queues received the message
+    bool returned = false;  // mandatory and routed to no queue: hand it back (basic.return)
+    bool rejected = false;  // a full queue with x-overflow reject-publish refused it (confirm nack)
 };
 
 class Channel {

@@ -15,10 +15,10 @@ class Channel;
 class Queue;
 
 struct ConsumeOptions {
-    std::string consumerTag;       // empty: the broker generates "amq.ctag-..."
+    std::string consumerTag;         // empty: the broker generates "amq.ctag-..."
     std::uint32_t prefetchCount = 0; // 0 = unlimited; ignored with noAck, as in RabbitMQ
-    bool noAck = false;            // auto-ack: a message is settled as soon as it is delivered
-    bool exclusive = false;        // no other consumer may use the queue meanwhile
+    bool noAck = false;              // auto-ack: a message is settled as soon as it is delivered
+    bool exclusive = false;          // no other consumer may use the queue meanwhile
 };
 
 class Consumer {

@@ -12,7 +12,7 @@
 namespace depot::core {
 
 struct Delivery {
-    std::string_view consumerTag; // valid during the call only; empty for a basic.get
+    std::string_view consumerTag;  // valid during the call only; empty for a basic.get
     std::uint64_t deliveryTag = 0; // per channel, from 1; what ack/nack/reject name
     bool redelivered = false;      // delivered before and requeued (or its channel closed)
     MessageRef message;

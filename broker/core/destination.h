@@ -13,7 +13,9 @@ class Exchange;
 
 class Destination {
 public:
-    static Destination toQueue(Queue* queue) { return Destination(reinterpret_cast<std::uintptr_t>(queue)); }
+    static Destination toQueue(Queue* queue) {
+        return Destination(reinterpret_cast<std::uintptr_t>(queue));
+    }
     static Destination toExchange(Exchange* exchange) {
         return Destination(reinterpret_cast<std::uintptr_t>(exchange) | EXCHANGE_BIT);
     }

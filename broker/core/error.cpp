@@ -28,7 +28,9 @@ const char* errorCodeName(ErrorCode code) {
     return "UNKNOWN_ERROR"; // a value cast from outside the enum
 }
 
-std::string Error::describe() const { return std::string(errorCodeName(code)) + " - " + text; }
+std::string Error::describe() const {
+    return std::string(errorCodeName(code)) + " - " + text;
+}
 
 void assertionFailed(const char* expr, const char* file, int line, const char* what) {
     std::fprintf(stderr, "depot: internal invariant broken at %s:%d: %s (%s)\n", file, line, what,

@@ -76,7 +76,9 @@ private:
     bool ok_ = true;
 };
 
-inline Error makeError(ErrorCode code, std::string text) { return Error{code, std::move(text)}; }
+inline Error makeError(ErrorCode code, std::string text) {
+    return Error{code, std::move(text)};
+}
 
 [[noreturn]] void assertionFailed(const char* expr, const char* file, int line, const char* what);
 

@@ -17,8 +17,8 @@ const char* exchangeTypeName(ExchangeType type) {
 }
 
 Result<ExchangeType> parseExchangeType(std::string_view name) {
-    for (ExchangeType type : {ExchangeType::DIRECT, ExchangeType::FANOUT, ExchangeType::TOPIC,
-                              ExchangeType::HEADERS})
+    for (ExchangeType type :
+         {ExchangeType::DIRECT, ExchangeType::FANOUT, ExchangeType::TOPIC, ExchangeType::HEADERS})
         if (name == exchangeTypeName(type))
             return type;
     return makeError(ErrorCode::COMMAND_INVALID,
@@ -29,7 +29,9 @@ Result<ExchangeType> parseExchangeType(std::string_view name) {
 Exchange::Exchange(std::string name, ExchangeType type, ExchangeOptions options)
     : name_(std::move(name)), type_(type), options_(std::move(options)) {}
 
-Status Exchange::validateBinding(std::string_view, const FieldTable&) const { return {}; }
+Status Exchange::validateBinding(std::string_view, const FieldTable&) const {
+    return {};
+}
 
 bool Exchange::addBinding(const BindingEntry& binding) {
     auto [it, inserted] = bindings_.insert(binding);

@@ -24,8 +24,8 @@ Result<ExchangeType> parseExchangeType(std::string_view name);
 
 struct ExchangeOptions {
     bool durable = false;
-    bool autoDelete = false; // deleted when its last binding (as a source) is removed
-    bool internal = false;   // reachable only through exchange-to-exchange bindings
+    bool autoDelete = false;       // deleted when its last binding (as a source) is removed
+    bool internal = false;         // reachable only through exchange-to-exchange bindings
     std::string alternateExchange; // receives what this exchange cannot route; empty = none
     FieldTable arguments;          // kept for equivalence checks and listing
 

@@ -65,14 +65,13 @@ void HeadersExchange::route(std::string_view, const FieldTable& headers,
 void HeadersExchange::indexAdd(const BindingEntry& binding) {
     Result<XMatch> xmatch = parseXMatch(binding.arguments);
     DEPOT_ASSERT(xmatch.ok(), "headers binding was not validated");
-    matchers_.push_back({binding.destination, &binding.arguments, xmatch->matchAll,
-                         xmatch->includeX});
+    matchers_.push_back(
+        {binding.destination, &binding.arguments, xmatch->matchAll, xmatch->includeX});
 }
 
 void HeadersExchange::indexRemove(const BindingEntry& binding) {
-    auto it = std::find_if(matchers_.begin(), matchers_.end(), [&](const Matcher& m) {
-        return m.arguments == &binding.arguments;
-    });
+    auto it = std::find_if(matchers_.begin(), matchers_.end(),
+                           [&](const Matcher& m) { return m.arguments == &binding.arguments; });
     if (it != matchers_.end())
         matchers_.erase(it);
 }

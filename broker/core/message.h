@@ -63,8 +63,8 @@ using MessageRef = std::shared_ptr<const Message>;
 
 inline MessageRef makeMessage(std::string exchange, std::string routingKey, Properties properties,
                               std::string body) {
-    return std::make_shared<const Message>(
-        Message{std::move(exchange), std::move(routingKey), std::move(properties), {}, std::move(body)});
+    return std::make_shared<const Message>(Message{
+        std::move(exchange), std::move(routingKey), std::move(properties), {}, std::move(body)});
 }
 
 } // namespace depot::core

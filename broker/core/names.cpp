@@ -27,16 +27,24 @@ Status checkNew(std::string_view kind, std::string_view name) {
 
 } // namespace
 
-bool hasReservedPrefix(std::string_view name) { return name.starts_with("amq."); }
+bool hasReservedPrefix(std::string_view name) {
+    return name.starts_with("amq.");
+}
 
-Status validateNewExchangeName(std::string_view name) { return checkNew("exchange", name); }
+Status validateNewExchangeName(std::string_view name) {
+    return checkNew("exchange", name);
+}
 
-Status validateNewQueueName(std::string_view name) { return checkNew("queue", name); }
+Status validateNewQueueName(std::string_view name) {
+    return checkNew("queue", name);
+}
 
 Status validateName(std::string_view kind, std::string_view name) {
     return checkLength(kind, " name", name);
 }
 
-Status validateRoutingKey(std::string_view key) { return checkLength("routing key", "", key); }
+Status validateRoutingKey(std::string_view key) {
+    return checkLength("routing key", "", key);
+}
 
 } // namespace depot::core

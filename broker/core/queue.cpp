@@ -99,8 +99,8 @@ void Queue::dispatch(TimePoint now) {
             ++unacked_;
             consumer->onDelivered();
         }
-        std::uint64_t tag =
-            consumer->channel().recordDelivery(consumer, *this, std::move(*entry), consumer->noAck());
+        std::uint64_t tag = consumer->channel().recordDelivery(consumer, *this, std::move(*entry),
+                                                               consumer->noAck());
         // Round-robin: the consumer that just got a message goes to the back of the ring.
         if (consumer->canTake())
             ring_.push_back(consumer);
@@ -229,15 +229,21 @@ void Queue::deadLetter(QueueEntry entry, DeathReason reason, TimePoint now) {
                     options_.deadLetterRoutingKey.value_or(original.routingKey),
                     original.properties, original.deaths, original.body};
     // The death record: a repeat of (queue, reason) counts up and moves to the front.
-    auto same = std::find_if(message.deaths.begin(), message.deaths.end(),
-                             [&](const DeathRecord& d) { return d.queue == name_ && d.reason == reason; });
+    auto same =
+        std::find_if(message.deaths.begin(), message.deaths.end(),
+                     [&](const DeathRecord& d) { return d.queue == name_ && d.reason == reason; });
     DeathRecord record;
     if (same != message.deaths.end()) {
         record = std::move(*same);
         message.deaths.erase(same);
         ++record.count;
     } else {
-        record = DeathRecord{name_, reason, 1, original.exchange, {original.routingKey}, now,
+        record = DeathRecord{name_,
+                             reason,
+                             1,
+                             original.exchange,
+                             {original.routingKey},
+                             now,
                              original.properties.expiration};
     }
     record.time = now;

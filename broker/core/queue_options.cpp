@@ -8,8 +8,8 @@ namespace depot::core {
 namespace {
 
 Error invalidArg(std::string_view name, const FieldValue& value, std::string_view why) {
-    return makeError(ErrorCode::PRECONDITION_FAILED, "invalid arg '" + std::string(name) + "': " +
-                                                         std::string(why) + " (received " +
+    return makeError(ErrorCode::PRECONDITION_FAILED, "invalid arg '" + std::string(name) +
+                                                         "': " + std::string(why) + " (received " +
                                                          fieldTypeName(value) + " '" +
                                                          fieldValueText(value) + "')");
 }

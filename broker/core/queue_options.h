@@ -25,11 +25,11 @@ struct QueueOptions {
     bool durable = false;
     bool exclusive = false;  // owned by the declaring channel; deleted when it closes
     bool autoDelete = false; // deleted when its last consumer goes (after having had one)
-    std::optional<Milliseconds> messageTtl;   // x-message-ttl
-    std::optional<Milliseconds> expires;      // x-expires: delete after this long unused
-    std::optional<std::uint64_t> maxLength;   // x-max-length, counted in ready messages
-    std::optional<std::uint64_t> maxLengthBytes; // x-max-length-bytes, ready body bytes
-    Overflow overflow = Overflow::DROP_HEAD;  // x-overflow
+    std::optional<Milliseconds> messageTtl;          // x-message-ttl
+    std::optional<Milliseconds> expires;             // x-expires: delete after this long unused
+    std::optional<std::uint64_t> maxLength;          // x-max-length, counted in ready messages
+    std::optional<std::uint64_t> maxLengthBytes;     // x-max-length-bytes, ready body bytes
+    Overflow overflow = Overflow::DROP_HEAD;         // x-overflow
     std::optional<std::string> deadLetterExchange;   // x-dead-letter-exchange
     std::optional<std::string> deadLetterRoutingKey; // x-dead-letter-routing-key
 

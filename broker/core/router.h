@@ -33,7 +33,7 @@ public:
 private:
     ExchangeLookup lookup_;
     std::uint64_t epoch_ = 0;
-    std::vector<Exchange*> pending_;       // exchanges still to visit
+    std::vector<Exchange*> pending_;        // exchanges still to visit
     std::vector<Destination> destinations_; // one exchange's answer
 };
 

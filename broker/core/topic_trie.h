@@ -19,7 +19,7 @@ namespace depot::core {
 // Iterates the words of a routing or binding key without copying. RabbitMQ splits "" into no
 // words at all, but "a." into `a` and an empty word, so only the empty key is special.
 class TopicWords {
-  public:
+public:
     explicit TopicWords(std::string_view key) : rest_(key), done_(key.empty()) {}
 
     bool next(std::string_view& word) {
@@ -36,13 +36,13 @@ class TopicWords {
         return true;
     }
 
-  private:
+private:
     std::string_view rest_;
     bool done_;
 };
 
 template <class T> class TopicTrie {
-  public:
+public:
     TopicTrie() = default;
     TopicTrie(const TopicTrie&) = delete;
     TopicTrie& operator=(const TopicTrie&) = delete;
@@ -180,7 +180,7 @@ template <class T> class TopicTrie {
     std::size_t bindingCount() const { return bindingCount_; }
     bool empty() const { return bindingCount_ == 0; }
 
-  private:
+private:
     struct Node;
 
     // Literal children of one node: open addressing with linear probing, the word itself kept in
@@ -193,7 +193,7 @@ template <class T> class TopicTrie {
     // TODO(security): the hash is unseeded, so a client that may bind can craft colliding words
     // to slow matching on one node; seed it per trie if untrusted clients get bind rights.
     class LiteralChildren {
-      public:
+    public:
         LiteralChildren() = default;
         LiteralChildren(LiteralChildren&& other) noexcept
             : tags_(std::move(other.tags_)), children_(std::move(other.children_)),
@@ -262,7 +262,7 @@ template <class T> class TopicTrie {
             size_ = 0;
         }
 
-      private:
+    private:
         static constexpr std::uint8_t EMPTY = 0;
 
         // High bits: the low ones choose the slot, so tags of one probe run differ more.

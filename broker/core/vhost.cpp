@@ -56,13 +56,14 @@ Error defaultExchangeRefused() {
     return makeError(ErrorCode::ACCESS_REFUSED, "operation not permitted on the default exchange");
 }
 
-std::string flag(bool b) { return b ? "true" : "false"; }
+std::string flag(bool b) {
+    return b ? "true" : "false";
+}
 
 } // namespace
 
 Vhost::Vhost(std::string name)
-    : name_(std::move(name)),
-      router_([this](std::string_view n) { return exchange(n); }) {
+    : name_(std::move(name)), router_([this](std::string_view n) { return exchange(n); }) {
     exchanges_.emplace("", std::make_unique<DefaultExchange<ByName<Queue>>>(queues_));
     const ExchangeOptions builtIn = durableOptions();
     for (auto [n, type] : {std::pair{"amq.direct", ExchangeType::DIRECT},
@@ -185,13 +186,17 @@ Status Vhost::deleteExchange(std::string_view name, bool ifUnused) {
         return defaultExchangeRefused();
     if (Status s = validateName("exchange", name); !s)
         return s;
+    // Checked before existence, as RabbitMQ does: no amq.* exchange may be deleted.
+    if (hasReservedPrefix(name))
+        return makeError(ErrorCode::ACCESS_REFUSED, "deletion of system exchange '" +
+                                                        std::string(name) + "' in vhost '" + name_ +
+                                                        "' not allowed");
     Exchange* x = exchange(name);
     if (x == nullptr)
         return {};
-    if (hasReservedPrefix(name))
-        return makeError(ErrorCode::ACCESS_REFUSED,
-                         "exchange '" + std::string(name) + "' is built in and cannot be deleted");
-    if (ifUnused && (x->bindingCount() > 0 || boundFrom_.contains(Destination::toExchange(x))))
+    // "Unused" means no bindings from the exchange, as in RabbitMQ (conditional_delete checks
+    // has_for_source): being the destination of an exchange-to-exchange binding does not count.
+    if (ifUnused && x->bindingCount() > 0)
         return makeError(ErrorCode::PRECONDITION_FAILED,
                          "exchange '" + std::string(name) + "' in vhost '" + name_ + "' in use");
     destroyExchange(*x);
@@ -256,8 +261,7 @@ Result<QueueDeclareOk> Vhost::declareQueue(std::string_view name, const QueueOpt
             return makeError(ErrorCode::PRECONDITION_FAILED,
                              diff + " (queue '" + existing->name() + "' in vhost '" + name_ + "')");
         existing->touch(now);
-        return QueueDeclareOk{existing->name(), existing->readyCount(),
-                              existing->consumerCount()};
+        return QueueDeclareOk{existing->name(), existing->readyCount(), existing->consumerCount()};
     }
     std::string queueName;
     if (name.empty()) {
@@ -345,10 +349,11 @@ Status Vhost::unbind(std::string_view source, Destination destination, std::stri
         return s;
     if (source.empty())
         return defaultExchangeRefused();
+    // Unbinding what is not bound, even from an exchange that does not exist, succeeds, as in
+    // RabbitMQ 3.10.
     Exchange* x = exchange(source);
     if (x == nullptr)
-        return exchangeNotFound(source);
-    // Unbinding what is not bound succeeds, as in RabbitMQ.
+        return {};
     if (!x->removeBinding(BindingEntry{destination, std::string(key), arguments}))
         return {};
     auto it = boundFrom_.find(destination);
@@ -497,10 +502,9 @@ std::vector<BindingInfo> Vhost::listBindings() const {
     for (const auto& [name, x] : exchanges_) {
         for (const BindingEntry& b : x->bindings()) {
             const bool toExchange = b.destination.isExchange();
-            out.push_back(BindingInfo{name,
-                                      toExchange ? b.destination.exchange()->name()
-                                                 : b.destination.queue()->name(),
-                                      toExchange, b.key, b.arguments});
+            out.push_back(BindingInfo{
+                name, toExchange ? b.destination.exchange()->name() : b.destination.queue()->name(),
+                toExchange, b.key, b.arguments});
         }
     }
     std::sort(out.begin(), out.end(), [](const BindingInfo& a, const BindingInfo& b) {

@@ -90,7 +90,8 @@ public:
 
     Exchange* exchange(std::string_view name);
     Queue* queue(std::string_view name);
-    Status declareExchange(std::string_view name, ExchangeType type, const ExchangeOptions& options);
+    Status declareExchange(std::string_view name, ExchangeType type,
+                           const ExchangeOptions& options);
     Status deleteExchange(std::string_view name, bool ifUnused);
     Result<QueueDeclareOk> declareQueue(std::string_view name, const QueueOptions& options,
                                         const Channel& requester, TimePoint now);

@@ -4,6 +4,8 @@
 
 namespace depot::runtime {
 
-core::TimePoint SteadyClock::now() const { return std::chrono::steady_clock::now(); }
+core::TimePoint SteadyClock::now() const {
+    return std::chrono::steady_clock::now();
+}
 
 } // namespace depot::runtime

@@ -7,7 +7,9 @@ EmbeddedConsumer::EmbeddedConsumer(asio::any_io_executor executor, Handler onDel
     : executor_(std::move(executor)),
       state_(std::make_shared<State>(State{std::move(onDelivery), std::move(onCancelled), true})) {}
 
-EmbeddedConsumer::~EmbeddedConsumer() { state_->alive = false; }
+EmbeddedConsumer::~EmbeddedConsumer() {
+    state_->alive = false;
+}
 
 void EmbeddedConsumer::deliver(const core::Delivery& delivery) {
     // The tag is a view into the core's consumer; the posted copy must own it.

@@ -1,0 +1,16 @@
+// depot-bench: measurements of Depot, one subcommand per benchmark. Each subcommand lives in its
+// own file and registers itself here with its add...Command function; main only wires them up.
+
+#include "bench/route_bench.h"
+
+#include <CLI/CLI.hpp>
+
+int main(int argc, char** argv) {
+    CLI::App app{"depot-bench: Depot benchmarks. Each prints a markdown table and ratios against a "
+                 "baseline measured in the same run. Figures are machine-dependent; nothing here "
+                 "asserts on speed."};
+    app.require_subcommand(1);
+    depot::bench::addRouteCommand(app);
+    CLI11_PARSE(app, argc, argv);
+    return 0;
+}
