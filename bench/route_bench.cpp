@@ -54,8 +54,8 @@ const char* const ROUTE_DESCRIPTION =
 const char* const ROUTE_FOOTER =
     "Columns:\n"
     "  routes/s        Vhost::route() over 4096 pre-generated keys, about 15/16 of which match:\n"
-    "                  exchange lookup, index match (hash map or trie) and dedup, no enqueue.\n"
-    "                  Topic keys repeat, so this is the exchange's key-cache hit path.\n"
+    "                  exchange lookup, index match and dedup, no enqueue. Keys repeat, so\n"
+    "                  direct and topic take their route cache's hit path (route_cache.h).\n"
     "  destinations/s  queues those routes reached (fanout: N per route).\n"
     "  ns/route        one route in ns.\n"
     "  map lookup (x)  the baseline, measured in the same case: std::unordered_map<std::string,\n"
@@ -358,8 +358,8 @@ CaseResult runCase(const std::string& type, std::size_t bindings, const RouteBen
             return work;
         });
 
-    // Last, because its cache churn (a miss allocates, a full cache frees thousands of entries)
-    // fragments the heap, which slows the hot measurements made after it.
+    // Last, so its cache churn (the route cache starts over every MAX_KEYS misses) cannot
+    // disturb the hot measurements.
     if (type == "topic") {
         const KeyList coldKeys = coldTopicKeys(bindings, coldKeyCount, rng);
         result.cold = measureRate(options.seconds, overKeys(coldKeys, route));
@@ -477,7 +477,7 @@ void printResults(const std::vector<CaseResult>& results, std::ostream& out) {
     }
     flatness.print(out);
     out << "\nPublish reuses prebuilt messages (no body copy); publish+copy builds one message per "
-           "publish. Topic routes/s hits the exchange's key cache ("
+           "publish. Direct and topic routes/s hit the exchange's route cache ("
         << core::TopicExchange::MAX_CACHED_KEYS
         << " keys); cold routes/s never does. Fanout stops at " << FANOUT_MAX_BINDINGS
         << " bindings, one queue each (skipped above that): every fanout message goes to every "

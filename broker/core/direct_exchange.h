@@ -1,10 +1,13 @@
 #pragma once
 // Direct exchange: a message goes to the bindings whose key equals its routing key exactly.
 // Indexed by a hash map from key to destinations, so routing cost does not depend on how many
-// bindings there are.
+// bindings there are; a route cache (route_cache.h) in front of it keeps hot keys in one flat
+// table, since a 100,000-key node map misses the CPU caches on every lookup.
 
 #include "broker/core/counted_destinations.h"
 #include "broker/core/exchange.h"
+#include "broker/core/key_hash.h"
+#include "broker/core/route_cache.h"
 
 #include <string>
 #include <unordered_map>
@@ -23,13 +26,8 @@ private:
     void indexAdd(const BindingEntry& binding) override;
     void indexRemove(const BindingEntry& binding) override;
 
-    struct KeyHash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
     std::unordered_map<std::string, CountedDestinations, KeyHash, std::equal_to<>> byKey_;
+    RouteCache cache_;
 };
 
 } // namespace depot::core

@@ -6,21 +6,18 @@ namespace depot::core {
 
 void TopicExchange::route(std::string_view routingKey, const FieldTable&,
                           std::vector<Destination>& out) {
-    if (auto it = cache_.find(routingKey); it != cache_.end()) {
-        out.insert(out.end(), it->second.begin(), it->second.end());
+    const std::uint64_t hash = hashKey(routingKey);
+    if (cache_.lookup(routingKey, hash, out))
         return;
-    }
-    const std::size_t first = out.size();
+    const auto first = static_cast<std::ptrdiff_t>(out.size());
     trie_.match(routingKey, [&out](Destination d) { out.push_back(d); });
-
-    if (cache_.size() >= MAX_CACHED_KEYS)
-        cache_.clear();
-    // Cache each destination once, so a hit does no duplicate work downstream.
-    std::vector<Destination> matched(out.begin() + static_cast<std::ptrdiff_t>(first), out.end());
-    std::sort(matched.begin(), matched.end(),
+    // Several patterns may lead to one destination: keep each once, so a hit does no duplicate
+    // work downstream (the router would drop the duplicates anyway).
+    std::sort(out.begin() + first, out.end(),
               [](Destination a, Destination b) { return a.bits() < b.bits(); });
-    matched.erase(std::unique(matched.begin(), matched.end()), matched.end());
-    cache_.emplace(std::string(routingKey), std::move(matched));
+    out.erase(std::unique(out.begin() + first, out.end()), out.end());
+    cache_.insert(routingKey, hash, out.data() + first,
+                  out.size() - static_cast<std::size_t>(first));
 }
 
 void TopicExchange::indexAdd(const BindingEntry& binding) {

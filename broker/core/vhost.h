@@ -9,6 +9,7 @@
 #include "broker/core/channel.h"
 #include "broker/core/error.h"
 #include "broker/core/exchange.h"
+#include "broker/core/key_hash.h"
 #include "broker/core/queue.h"
 #include "broker/core/router.h"
 
@@ -125,14 +126,8 @@ private:
     void deleteUnusedExchanges();
     std::string generateQueueName();
 
-    struct NameHash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
     template <class T>
-    using ByName = std::unordered_map<std::string, std::unique_ptr<T>, NameHash, std::equal_to<>>;
+    using ByName = std::unordered_map<std::string, std::unique_ptr<T>, KeyHash, std::equal_to<>>;
 
     std::string name_;
     ByName<Exchange> exchanges_;

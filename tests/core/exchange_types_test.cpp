@@ -111,6 +111,21 @@ TEST_CASE("direct exchange: a queue bound with two keys gets each, and unbinding
     CHECK(routeNames(vhost, "d", "b") == Names{"q"});
 }
 
+TEST_CASE("a key that routed nowhere reaches a binding added later (the route cache forgets)") {
+    Broker broker;
+    Vhost& vhost = broker.defaultVhost();
+    Channel& ch = vhost.openChannel();
+    declareExchange(ch, "d", ExchangeType::DIRECT);
+    declareExchange(ch, "t", ExchangeType::TOPIC);
+    declareQueue(ch, "q");
+    CHECK(routeNames(vhost, "d", "a.b").empty());
+    CHECK(routeNames(vhost, "t", "a.b").empty());
+    DEPOT_REQUIRE_OK(ch.bindQueue("q", "d", "a.b"));
+    DEPOT_REQUIRE_OK(ch.bindQueue("q", "t", "a.*"));
+    CHECK(routeNames(vhost, "d", "a.b") == Names{"q"});
+    CHECK(routeNames(vhost, "t", "a.b") == Names{"q"});
+}
+
 TEST_CASE("binding twice with the same key and arguments is one binding") {
     Broker broker;
     Vhost& vhost = broker.defaultVhost();
