@@ -8,7 +8,8 @@
 namespace depot::core {
 
 bool Consumer::canTake() const {
-    return channel_->flowActive() && (noAck_ || prefetchCount_ == 0 || unacked_ < prefetchCount_);
+    return channel_->flowActive() && sink_->acceptsMore() &&
+           (noAck_ || prefetchCount_ == 0 || unacked_ < prefetchCount_);
 }
 
 Channel::Channel(Vhost& vhost, std::uint64_t id) : vhost_(vhost), id_(id) {}
@@ -308,8 +309,12 @@ void Channel::setFlow(bool active, TimePoint now) {
         return;
     flowActive_ = active;
     if (active)
-        for (auto& [tag, consumer] : consumers_)
-            consumer->queue().activate(*consumer, now);
+        resumeDeliveries(now);
+}
+
+void Channel::resumeDeliveries(TimePoint now) {
+    for (auto& [tag, consumer] : consumers_)
+        consumer->queue().activate(*consumer, now);
     vhost_.settle(now);
 }
 

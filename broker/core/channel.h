@@ -101,9 +101,16 @@ public:
     // Flow control (AMQP channel.flow): while off, this channel's consumers get no deliveries.
     void setFlow(bool active, TimePoint now);
     bool flowActive() const { return flowActive_; }
+    // A sink that said no to acceptsMore() can take deliveries again: offer them.
+    void resumeDeliveries(TimePoint now);
 
     std::size_t unackedCount() const { return unsettled_; }
     std::size_t consumerCount() const { return consumers_.size(); }
+    // For listings: calls fn(const Consumer&) for each consumer of this channel.
+    template <class F> void forEachConsumer(F&& fn) const {
+        for (const auto& entry : consumers_)
+            fn(static_cast<const Consumer&>(*entry.second));
+    }
 
     // --- called by Queue and Vhost ---
 

@@ -24,6 +24,10 @@ public:
     virtual void deliver(const Delivery& delivery) = 0;
     // The broker ended this consumer (its queue was deleted): AMQP's server-sent basic.cancel.
     virtual void onCancelled(std::string_view consumerTag) = 0;
+    // Whether the sink can take more deliveries now. A network sink says no while its socket
+    // backlog is full: its consumers then stop taking messages (which go to other consumers, or
+    // wait in the queue) until the owner calls Channel::resumeDeliveries. Must not call the core.
+    virtual bool acceptsMore() const { return true; }
 
 protected:
     ~DeliverySink() = default;

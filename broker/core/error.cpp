@@ -18,6 +18,10 @@ const char* errorCodeName(ErrorCode code) {
         return "SYNTAX_ERROR";
     case ErrorCode::COMMAND_INVALID:
         return "COMMAND_INVALID";
+    case ErrorCode::UNEXPECTED_FRAME:
+        return "UNEXPECTED_FRAME";
+    case ErrorCode::RESOURCE_ERROR:
+        return "RESOURCE_ERROR";
     case ErrorCode::NOT_ALLOWED:
         return "NOT_ALLOWED";
     case ErrorCode::NOT_IMPLEMENTED:

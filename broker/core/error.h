@@ -22,6 +22,8 @@ enum class ErrorCode : int {
     FRAME_ERROR = 501,         // malformed frame (used by the protocol layer)
     SYNTAX_ERROR = 502,        // a field's value is invalid (name too long, bad argument type)
     COMMAND_INVALID = 503,     // a request that makes no sense (unknown exchange type)
+    UNEXPECTED_FRAME = 505,    // a valid frame in the wrong place (used by the protocol layer)
+    RESOURCE_ERROR = 506,      // the broker is short of a resource (memory, connections)
     NOT_ALLOWED = 530,         // a request the broker will not do (reusing a consumer tag)
     NOT_IMPLEMENTED = 540,     // a feature Depot does not have
     INTERNAL_ERROR = 541,      // a bug: an invariant broke

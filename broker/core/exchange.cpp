@@ -65,4 +65,16 @@ std::size_t Exchange::removeBindingsTo(Destination destination) {
     return removed;
 }
 
+ExchangeOptions exchangeOptionsFromArguments(bool durable, bool autoDelete, bool internal,
+                                             FieldTable arguments) {
+    ExchangeOptions options;
+    options.durable = durable;
+    options.autoDelete = autoDelete;
+    options.internal = internal;
+    if (std::optional<std::string_view> alternate = arguments.getString("alternate-exchange"))
+        options.alternateExchange = std::string(*alternate);
+    options.arguments = std::move(arguments);
+    return options;
+}
+
 } // namespace depot::core

@@ -32,6 +32,11 @@ struct ExchangeOptions {
     friend bool operator==(const ExchangeOptions&, const ExchangeOptions&) = default;
 };
 
+// Options from AMQP's declare flags and arguments: "alternate-exchange" (a string; RabbitMQ
+// ignores any other type, and so do we) names the alternate exchange; every argument is kept.
+ExchangeOptions exchangeOptionsFromArguments(bool durable, bool autoDelete, bool internal,
+                                             FieldTable arguments);
+
 // One binding from this exchange: identity is (destination, key, arguments), as in AMQP.
 struct BindingEntry {
     Destination destination;

@@ -1,0 +1,29 @@
+#pragma once
+// What depotd's network layer is configured with (depotd's flags fill it).
+
+#include "protocol/frame_reader.h"
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace depot::net {
+
+struct ServerConfig {
+    std::string serverName = "depotd";
+    std::size_t maxFrameBytes = protocol::DEFAULT_MAX_FRAME_BYTES;
+    // Proposed to clients; the lower non-zero of both sides wins. A peer silent for two
+    // intervals is dead: its connection closes and its unacked messages are requeued.
+    std::uint32_t heartbeatSeconds = 60;
+    // A connection that has not said hello by then is closed (RabbitMQ's handshake_timeout).
+    std::chrono::milliseconds handshakeTimeout{10'000};
+    std::string username = "guest";
+    std::string password = "guest";
+    // A connection's unsent bytes above which its consumers stop receiving, and below which
+    // they start again: a client that does not read cannot make the broker buffer without limit.
+    std::size_t outboxHighWater = std::size_t{4} << 20;
+    std::size_t outboxLowWater = std::size_t{1} << 20;
+};
+
+} // namespace depot::net

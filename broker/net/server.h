@@ -1,0 +1,59 @@
+#pragma once
+// depotd's TCP server: accepts connections on one endpoint and runs a Session for each, all on
+// the io thread that owns the broker (see docs/architecture.md for why one thread).
+
+#include "broker/net/config.h"
+#include "broker/net/session.h"
+#include "broker/runtime/broker_runtime.h"
+
+#include <asio.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace depot::net {
+
+class Server {
+public:
+    // Binds and listens at once (throws asio::system_error if the address is taken).
+    Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& endpoint,
+           ServerConfig config);
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // The bound endpoint: with port 0, the port the kernel chose.
+    asio::ip::tcp::endpoint endpoint() const { return endpoint_; }
+    // Stops accepting and closes every connection (each is told why). Call on the io thread.
+    void stop(const std::string& reason);
+
+    runtime::BrokerRuntime& runtime() { return runtime_; }
+    const ServerConfig& config() const { return config_; }
+    std::vector<SessionInfo> listSessions() const;
+    std::size_t sessionCount() const { return sessions_.size(); }
+
+    // Called by sessions.
+    void forget(std::uint64_t sessionId);
+    // fn(const core::Channel&, const std::string& connectionName) for each open session.
+    template <class F> void forEachChannel(F&& fn) const {
+        for (const auto& entry : sessions_)
+            if (const core::Channel* channel = entry.second->channel())
+                fn(*channel, entry.second->name());
+    }
+
+private:
+    void accept();
+
+    runtime::BrokerRuntime& runtime_;
+    ServerConfig config_;
+    asio::ip::tcp::acceptor acceptor_;
+    asio::ip::tcp::endpoint endpoint_;
+    std::map<std::uint64_t, std::shared_ptr<Session>> sessions_;
+    std::uint64_t nextSessionId_ = 1;
+    bool stopped_ = false;
+};
+
+} // namespace depot::net

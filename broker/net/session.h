@@ -1,0 +1,146 @@
+#pragma once
+// One client connection to depotd: reads frames, calls the core, writes answers and
+// deliveries. Everything runs on the io thread that owns the core; the session is the only
+// code that touches its socket and its core Channel.
+//
+// Lifecycle: start() -> waiting for hello (handshake timeout) -> open -> closing (a close was
+// sent or received; what is queued is flushed) -> closed (socket shut, channel closed, which
+// requeues unacked deliveries and deletes exclusive queues).
+
+#include "broker/core/channel.h"
+#include "broker/core/delivery_sink.h"
+#include "broker/net/config.h"
+#include "protocol/frame_reader.h"
+#include "protocol/outbox.h"
+#include "protocol/wire.capnp.h"
+
+#include <asio.hpp>
+#include <capnp/message.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace depot::net {
+
+class Server;
+
+struct SessionInfo {
+    std::string name; // peer address
+    std::string clientName;
+    std::string username;
+    std::string vhost;
+    std::uint64_t connectedSeconds = 0;
+    std::uint64_t framesIn = 0;
+    std::uint64_t framesOut = 0;
+    std::uint64_t unacked = 0;
+    std::uint64_t consumers = 0;
+    bool blocked = false;
+};
+
+class Session final : public std::enable_shared_from_this<Session>, private core::DeliverySink {
+public:
+    Session(Server& server, asio::ip::tcp::socket socket, std::uint64_t id);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    void start();
+    // Server shutdown: tell the client why, flush, close.
+    void shutdown(const std::string& reason);
+    // Memory alarm: stop reading this connection's publishes, or start again.
+    void setPublishBlocked(bool blocked, const std::string& reason);
+
+    std::uint64_t id() const { return id_; }
+    const std::string& name() const { return name_; }
+    core::Channel* channel() const { return channel_; }
+    SessionInfo info() const;
+
+private:
+    enum class State { AWAITING_HELLO, OPEN, CLOSING, CLOSED };
+
+    // --- reading ---
+    void readMore();
+    void onRead(const asio::error_code& error, std::size_t bytes);
+    void handleBufferedFrames();
+    void handleFrame(wire::Frame::Reader frame);
+    void handleHello(std::uint64_t requestId, wire::Hello::Reader hello);
+    void handleRequest(std::uint64_t requestId, wire::Frame::Reader frame);
+    void handlePublish(std::uint64_t requestId, wire::Publish::Reader publish);
+    void handleList(std::uint64_t requestId, wire::ListKind kind);
+
+    // --- writing ---
+    struct Extras {
+        const void* external = nullptr; // a body referenced, not copied (Outbox::append)
+        std::shared_ptr<const void> keepAlive;
+    };
+    template <class Fill> void send(std::uint64_t requestId, Fill&& fill);
+    void sendOk(std::uint64_t requestId);
+    void sendError(std::uint64_t requestId, core::ErrorCode code, const std::string& text,
+                   bool fatal);
+    void sendError(std::uint64_t requestId, const core::Error& error) {
+        sendError(requestId, error.code, error.describe(), false);
+    }
+    void writeDelivery(const std::string& consumerTag, std::uint64_t deliveryTag, bool redelivered,
+                       const core::MessageRef& message);
+    void scheduleFlush();
+    void flush();
+    void onWritten(const asio::error_code& error);
+
+    // --- ending ---
+    // Sends an error (fatal) and closes once it is written.
+    void fail(core::ErrorCode code, const std::string& text);
+    void beginClose();
+    void terminate(const std::string& why);
+
+    // --- timers ---
+    void armTimer();
+    void onTimer(const asio::error_code& error);
+
+    // --- core::DeliverySink: only appends to the outbox (never calls the core) ---
+    void deliver(const core::Delivery& delivery) override;
+    void onCancelled(std::string_view consumerTag) override;
+    bool acceptsMore() const override;
+
+    Server& server_;
+    asio::ip::tcp::socket socket_;
+    asio::steady_timer timer_;
+    std::uint64_t id_;
+    std::string name_;
+    State state_ = State::AWAITING_HELLO;
+
+    protocol::FrameReader reader_;
+    protocol::Outbox outbox_;
+    std::vector<capnp::word> scratch_; // the first segment of every frame we build (zeroed)
+    bool reading_ = false;
+    bool flushPosted_ = false;
+    mutable bool consumersPaused_ = false; // acceptsMore() said no; resume when drained
+    // Deliveries made from inside consume(), sent after its consumeOk.
+    struct Held {
+        std::string consumerTag;
+        std::uint64_t deliveryTag;
+        bool redelivered;
+        core::MessageRef message;
+    };
+    bool holdingDeliveries_ = false;
+    std::vector<Held> held_;
+    bool publishBlocked_ = false;
+
+    core::Vhost* vhost_ = nullptr;
+    core::Channel* channel_ = nullptr;
+    std::uint32_t prefetch_ = 0; // qos: for consumers started after it
+    std::string clientName_;
+    std::string username_;
+
+    std::chrono::steady_clock::time_point connectedAt_;
+    std::chrono::steady_clock::time_point lastRead_;
+    std::chrono::steady_clock::time_point lastWrite_;
+    std::chrono::steady_clock::time_point closingSince_;
+    std::chrono::seconds heartbeat_{0};
+    std::uint64_t framesIn_ = 0;
+    std::uint64_t framesOut_ = 0;
+};
+
+} // namespace depot::net

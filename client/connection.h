@@ -1,0 +1,218 @@
+#pragma once
+// depot::client::Connection: what a service uses to talk to a broker. The same API over every
+// transport: `embedded:` (a broker in this process, no sockets) and `depot://...` (depotd over
+// TCP), so a test can swap one for the other.
+//
+// Threads: every call is safe from any thread. Blocking calls wait for the broker's answer and
+// throw Error when it refuses. Handlers (consumers, RPC responders, events) run one at a time,
+// in order, on the connection's dispatcher thread, never on the caller's or the network's
+// thread: a handler may itself make blocking calls on the same connection.
+
+#include "client/delivery.h"
+#include "client/error.h"
+#include "client/url.h"
+
+#include "broker/core/exchange.h"
+#include "broker/core/field_table.h"
+#include "broker/core/message.h"
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace depot::client {
+
+using core::ExchangeType;
+using core::FieldTable;
+using core::Properties;
+
+struct ConnectionOptions {
+    std::string clientName = "depot-client";          // shown by `depotctl list connections`
+    std::chrono::milliseconds requestTimeout{10'000}; // for every blocking call
+    std::chrono::milliseconds connectTimeout{5'000};
+    std::uint32_t heartbeatSeconds = 10; // depot:// only; 0 = none
+    // depot:// only: after the link breaks, reconnect with exponential backoff (100 ms doubling
+    // to maxBackoff), declare again what this connection declared, and resume its consumers.
+    bool reconnect = true;
+    std::chrono::milliseconds maxBackoff{5'000};
+};
+
+// What the application is told about the connection itself (on the dispatcher thread).
+enum class ConnectionEvent { DISCONNECTED, RECONNECTED, BLOCKED, UNBLOCKED, CLOSED };
+
+struct ExchangeDeclareOptions {
+    bool passive = false;
+    bool durable = false;
+    bool autoDelete = false;
+    bool internal = false;
+    FieldTable arguments; // e.g. {"alternate-exchange", "ae"}
+};
+
+struct QueueDeclareOptions {
+    bool passive = false;
+    bool durable = false;
+    bool exclusive = false; // deleted when this connection closes; only this connection may use it
+    bool autoDelete = false;
+    FieldTable arguments; // x-message-ttl, x-max-length, x-dead-letter-exchange, ...
+};
+
+struct QueueDeclared {
+    std::string name; // the broker's choice when the declare gave ""
+    std::uint64_t messageCount = 0;
+    std::uint64_t consumerCount = 0;
+};
+
+struct PublishOptions {
+    Properties properties;
+    bool mandatory = false; // a message that routes nowhere comes back to onReturn
+};
+
+// The broker's answer to a confirmed publish.
+struct Confirmation {
+    bool ack = true;          // false: a queue refused it (x-overflow reject-publish)
+    std::uint32_t queues = 0; // how many queues it reached
+    bool returned = false;    // mandatory and routed nowhere
+    std::string reason;       // for a nack
+};
+
+struct ConsumeOptions {
+    std::string consumerTag;    // "" lets the broker choose
+    std::uint32_t prefetch = 0; // unacked deliveries at most; 0 = no limit
+    bool noAck = false;         // settled on delivery: no ack needed
+    bool exclusive = false;
+};
+
+// A message that a mandatory publish could not route.
+struct ReturnedMessage {
+    std::string exchange;
+    std::string routingKey;
+    Properties properties;
+    std::string body;
+};
+
+struct Reply {
+    Properties properties;
+    std::string body;
+};
+
+class Connection;
+
+// A running consumer. Destroying it (or cancel()) stops deliveries; unacked ones stay
+// acknowledgeable, as in AMQP.
+class Consumer {
+public:
+    Consumer() = default;
+    Consumer(Consumer&&) noexcept;
+    Consumer& operator=(Consumer&&) noexcept;
+    ~Consumer();
+
+    const std::string& tag() const { return tag_; }
+    void cancel();
+
+private:
+    friend class Connection;
+    Consumer(std::weak_ptr<Connection> connection, std::string tag)
+        : connection_(std::move(connection)), tag_(std::move(tag)) {}
+
+    std::weak_ptr<Connection> connection_;
+    std::string tag_;
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+public:
+    using Handler = std::function<void(Delivery&)>;
+    using Responder = std::function<std::string(const Delivery& request)>;
+
+    // Connects and says hello; throws Error on a bad URL, refused credentials or timeout.
+    static std::shared_ptr<Connection> open(std::string_view url, ConnectionOptions options = {});
+
+    virtual ~Connection(); // out of line: State is incomplete here
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    // Closes cleanly: the broker requeues unacked deliveries and deletes exclusive queues.
+    virtual void close() = 0;
+
+    virtual void declareExchange(std::string_view name, ExchangeType type,
+                                 const ExchangeDeclareOptions& options = {}) = 0;
+    virtual void deleteExchange(std::string_view name, bool ifUnused = false) = 0;
+    virtual QueueDeclared declareQueue(std::string_view name,
+                                       const QueueDeclareOptions& options = {}) = 0;
+    // Returns how many ready messages were deleted with it.
+    virtual std::uint64_t deleteQueue(std::string_view name, bool ifUnused = false,
+                                      bool ifEmpty = false) = 0;
+    virtual std::uint64_t purge(std::string_view queue) = 0;
+    virtual void bindQueue(std::string_view queue, std::string_view exchange, std::string_view key,
+                           const FieldTable& arguments = {}) = 0;
+    virtual void unbindQueue(std::string_view queue, std::string_view exchange,
+                             std::string_view key, const FieldTable& arguments = {}) = 0;
+    virtual void bindExchange(std::string_view destination, std::string_view source,
+                              std::string_view key, const FieldTable& arguments = {}) = 0;
+    virtual void unbindExchange(std::string_view destination, std::string_view source,
+                                std::string_view key, const FieldTable& arguments = {}) = 0;
+
+    // Fire and forget: returns once the message is on its way. A broker error (no such
+    // exchange) reaches onError, not the caller.
+    virtual void publish(std::string_view exchange, std::string_view routingKey, std::string body,
+                         const PublishOptions& options = {}) = 0;
+    // Waits for the publisher confirm: the message is in every queue it reached.
+    virtual Confirmation publishConfirmed(std::string_view exchange, std::string_view routingKey,
+                                          std::string body, const PublishOptions& options = {}) = 0;
+
+    // Starts a consumer whose handler runs on the dispatcher thread.
+    [[nodiscard]] Consumer consume(std::string_view queue, Handler handler,
+                                   const ConsumeOptions& options = {});
+    // basic.get: the head of the queue, or nullopt when it is empty.
+    virtual std::optional<Delivery> get(std::string_view queue, bool noAck = false) = 0;
+
+    // RPC over the broker: publishes `body` with reply-to and a fresh correlation id, and waits
+    // for the reply (a reply queue per connection, made on first use). Throws Error(TIMEOUT).
+    Reply request(std::string_view exchange, std::string_view routingKey, std::string body,
+                  std::chrono::milliseconds timeout, Properties properties = {});
+    // The other side: consumes `queue` and answers each request with the handler's result,
+    // to its reply-to with its correlation id, then acks it. A handler that throws gets the
+    // request rejected without requeue (dead-lettered if the queue says so).
+    [[nodiscard]] Consumer serve(std::string_view queue, Responder responder,
+                                 std::uint32_t prefetch = 16);
+
+    // Notifications, on the dispatcher thread. Set them before the traffic they concern.
+    void onReturn(std::function<void(const ReturnedMessage&)> handler);
+    void onError(std::function<void(const Error&)> handler); // failures nobody waited for
+    void onEvent(std::function<void(ConnectionEvent)> handler);
+
+protected:
+    // A handler the transport calls on its own (I/O or broker) thread. It must not block; the
+    // library's public handlers are RawHandlers that post to the dispatcher.
+    using RawHandler = std::function<void(Delivery)>;
+
+    Connection();
+    // Derived destructors must stop their threads first: nothing may post after that.
+    void shutdownDispatcher();
+
+    // --- what each transport implements ---
+    // Starts a consumer and returns its tag; `handler` runs on the transport's thread.
+    virtual std::string startConsumer(std::string_view queue, RawHandler handler,
+                                      const ConsumeOptions& options) = 0;
+    virtual void cancelConsumer(const std::string& tag) = 0;
+
+    // --- what the base class gives transports ---
+    class Dispatcher& dispatcher();
+    // Each posts the matching user handler (if set) to the dispatcher.
+    void notifyReturn(ReturnedMessage message);
+    void notifyError(Error error);
+    void notifyEvent(ConnectionEvent event);
+    // The connection closed or its link broke: requests waiting for a reply fail with `reason`,
+    // and the next request() declares a new reply queue (the old one, exclusive, is gone).
+    void resetRequests(const Error& reason);
+
+private:
+    friend class Consumer;
+    struct State; // handlers, the dispatcher, RPC's reply queue and pending calls
+    std::unique_ptr<State> state_;
+};
+
+} // namespace depot::client

@@ -1,0 +1,41 @@
+#pragma once
+// What the client library throws. Broker errors keep AMQP's codes (the same ErrorCode the core
+// and the wire use); the library adds its own for what happens on the client's side.
+
+#include "broker/core/error.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace depot::client {
+
+enum class ErrorKind {
+    BROKER,          // the broker refused the request: see code()
+    TIMEOUT,         // no answer in time (a request, an RPC, a connect)
+    CONNECTION_LOST, // the connection closed while the request was outstanding
+    INVALID_ARGUMENT, // a bad URL or option, caught before anything was sent
+    HANDLER_FAILED    // reported to onError: a handler or responder threw, or a request that
+                      // serve() received had no reply-to
+};
+
+class Error : public std::runtime_error {
+public:
+    Error(ErrorKind kind, std::string message,
+          core::ErrorCode code = core::ErrorCode::INTERNAL_ERROR)
+        : std::runtime_error(std::move(message)), kind_(kind), code_(code) {}
+
+    // A broker error, worded like RabbitMQ's: "NOT_FOUND - no queue 'q' in vhost '/'".
+    static Error broker(const core::Error& error) {
+        return Error(ErrorKind::BROKER, error.describe(), error.code);
+    }
+
+    ErrorKind kind() const { return kind_; }
+    // Meaningful when kind() is BROKER.
+    core::ErrorCode code() const { return code_; }
+
+private:
+    ErrorKind kind_;
+    core::ErrorCode code_;
+};
+
+} // namespace depot::client

@@ -1,0 +1,925 @@
+#include "client/tcp_connection.h"
+
+#include "client/topology.h"
+#include "protocol/convert.h"
+#include "protocol/frame_reader.h"
+#include "protocol/outbox.h"
+#include "protocol/wire.capnp.h"
+
+#include <asio.hpp>
+#include <capnp/message.h>
+#include <kj/exception.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+namespace depot::client {
+
+namespace {
+
+using protocol::fromWire;
+using protocol::text;
+using protocol::toWire;
+using protocol::view;
+using protocol::wireText;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr std::size_t SCRATCH_WORDS = 1024;
+constexpr std::chrono::milliseconds FIRST_BACKOFF{100};
+// A publisher waits while this much is queued for the socket and not yet written: the broker
+// (or the network) sets the pace, and the client's memory stays bounded.
+constexpr std::size_t PUBLISH_BACKLOG_LIMIT = std::size_t{8} << 20;
+
+class TcpConnection;
+
+// Where deliveries of one link send their acks. A new link (after a reconnect) gets a new one:
+// delivery tags restart at 1 there, so an ack for an old delivery must go nowhere.
+class AckLink final : public AckTarget {
+public:
+    explicit AckLink(TcpConnection* owner) : owner_(owner) {}
+    void ack(std::uint64_t tag, bool multiple) override;
+    void nack(std::uint64_t tag, bool multiple, bool requeue) override;
+    void reject(std::uint64_t tag, bool requeue) override;
+    void detach() {
+        std::lock_guard lock(mutex_);
+        owner_ = nullptr;
+    }
+
+private:
+    template <class Fill> void post(Fill fill);
+    std::mutex mutex_;
+    TcpConnection* owner_;
+};
+
+class TcpConnection final : public Connection {
+public:
+    TcpConnection(BrokerUrl url, ConnectionOptions options)
+        : url_(std::move(url)), options_(std::move(options)), socket_(io_), timer_(io_),
+          scratch_(SCRATCH_WORDS) {}
+
+    ~TcpConnection() override {
+        try {
+            close();
+        } catch (...) {
+            // closing is best effort when the connection is being destroyed
+        }
+        stopThread();
+        shutdownDispatcher();
+    }
+
+    void start() {
+        work_.emplace(io_.get_executor());
+        thread_ = std::thread([this] { io_.run(); });
+        auto ready = std::make_shared<std::promise<void>>();
+        std::future<void> future = ready->get_future();
+        asio::post(io_, [this, ready] {
+            connectPromise_ = ready;
+            connect();
+        });
+        if (future.wait_for(options_.connectTimeout) != std::future_status::ready) {
+            asio::post(io_, [this] {
+                connectPromise_.reset();
+                giveUp_ = true;
+                linkDown("connect timed out");
+            });
+            stopThread();
+            throw Error(ErrorKind::TIMEOUT, "could not connect to " + url_.redacted() + " in " +
+                                                std::to_string(options_.connectTimeout.count()) +
+                                                " ms");
+        }
+        try {
+            future.get();
+        } catch (...) {
+            stopThread();
+            throw;
+        }
+    }
+
+    // --- the Connection API ---
+
+    void close() override {
+        if (closed_.exchange(true) || !thread_.joinable())
+            return;
+        if (onIoThread())
+            return; // cannot wait for ourselves; the destructor finishes the job
+        auto done = std::make_shared<std::promise<void>>();
+        auto future = done->get_future();
+        asio::post(io_, [this, done] {
+            giveUp_ = true;
+            if (link_ != Link::OPEN) {
+                linkDown("closed by the application");
+                done->set_value();
+                return;
+            }
+            request(
+                [](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                   std::shared_ptr<const void>&) { f.initClose().setReason("closed by client"); },
+                [this, done](const wire::Frame::Reader*, const Error*) {
+                    linkDown("closed by the application");
+                    done->set_value();
+                });
+        });
+        if (future.wait_for(std::chrono::seconds(2)) != std::future_status::ready)
+            asio::post(io_, [this] { linkDown("close timed out"); });
+        notifyEvent(ConnectionEvent::CLOSED);
+    }
+
+    void declareExchange(std::string_view name, ExchangeType type,
+                         const ExchangeDeclareOptions& options) override {
+        Topology::Exchange record{std::string(name), type, options};
+        call<bool>([record](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                            std::shared_ptr<const void>&) { fillDeclareExchange(f, record); },
+                   [](wire::Frame::Reader) { return true; });
+        runOnIo([this, record] { topology_.declared(record); });
+    }
+
+    void deleteExchange(std::string_view name, bool ifUnused) override {
+        std::string n(name);
+        call<bool>(
+            [n, ifUnused](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                          std::shared_ptr<const void>&) {
+                auto d = f.initDeleteExchange();
+                d.setName(wireText(n));
+                d.setIfUnused(ifUnused);
+            },
+            [](wire::Frame::Reader) { return true; });
+        runOnIo([this, n] { topology_.exchangeDeleted(n); });
+    }
+
+    QueueDeclared declareQueue(std::string_view name, const QueueDeclareOptions& options) override {
+        Topology::Queue record{std::string(name), name.empty(), options};
+        QueueDeclared declared = call<QueueDeclared>(
+            [record](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                     std::shared_ptr<const void>&) { fillDeclareQueue(f, record); },
+            [](wire::Frame::Reader f) {
+                const auto ok = f.getDeclareQueueOk();
+                return QueueDeclared{text(ok.getName()), ok.getMessageCount(),
+                                     ok.getConsumerCount()};
+            });
+        record.name = declared.name;
+        runOnIo([this, record] { topology_.declared(record); });
+        return declared;
+    }
+
+    std::uint64_t deleteQueue(std::string_view name, bool ifUnused, bool ifEmpty) override {
+        std::string n(name);
+        const std::uint64_t count = call<std::uint64_t>(
+            [n, ifUnused, ifEmpty](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                                   std::shared_ptr<const void>&) {
+                auto d = f.initDeleteQueue();
+                d.setName(wireText(n));
+                d.setIfUnused(ifUnused);
+                d.setIfEmpty(ifEmpty);
+            },
+            [](wire::Frame::Reader f) { return f.getMessageCount(); });
+        runOnIo([this, n] { topology_.queueDeleted(n); });
+        return count;
+    }
+
+    std::uint64_t purge(std::string_view queue) override {
+        std::string n(queue);
+        return call<std::uint64_t>([n](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                                       std::shared_ptr<const void>&) { f.setPurge(wireText(n)); },
+                                   [](wire::Frame::Reader f) { return f.getMessageCount(); });
+    }
+
+    void bindQueue(std::string_view queue, std::string_view exchange, std::string_view key,
+                   const FieldTable& arguments) override {
+        binding(true, Topology::Binding{std::string(queue), std::string(exchange), std::string(key),
+                                        arguments, false});
+    }
+    void unbindQueue(std::string_view queue, std::string_view exchange, std::string_view key,
+                     const FieldTable& arguments) override {
+        binding(false, Topology::Binding{std::string(queue), std::string(exchange),
+                                         std::string(key), arguments, false});
+    }
+    void bindExchange(std::string_view destination, std::string_view source, std::string_view key,
+                      const FieldTable& arguments) override {
+        binding(true, Topology::Binding{std::string(destination), std::string(source),
+                                        std::string(key), arguments, true});
+    }
+    void unbindExchange(std::string_view destination, std::string_view source, std::string_view key,
+                        const FieldTable& arguments) override {
+        binding(false, Topology::Binding{std::string(destination), std::string(source),
+                                         std::string(key), arguments, true});
+    }
+
+    void publish(std::string_view exchange, std::string_view routingKey, std::string body,
+                 const PublishOptions& options) override {
+        waitForPublishRoom();
+        auto payload = std::make_shared<PublishPayload>(PublishPayload{
+            std::string(exchange), std::string(routingKey), options, std::move(body)});
+        asio::post(io_, [this, payload] {
+            if (link_ != Link::OPEN) {
+                notifyError(Error(ErrorKind::CONNECTION_LOST, "publish to '" + payload->exchange +
+                                                                  "' dropped: " + downReason_));
+                return;
+            }
+            sendFrame(0, [&](capnp::MessageBuilder& b, wire::Frame::Builder f,
+                             const void*& external, std::shared_ptr<const void>& keepAlive) {
+                fillPublish(b, f, *payload, external, keepAlive, payload);
+            });
+        });
+    }
+
+    Confirmation publishConfirmed(std::string_view exchange, std::string_view routingKey,
+                                  std::string body, const PublishOptions& options) override {
+        auto payload = std::make_shared<PublishPayload>(PublishPayload{
+            std::string(exchange), std::string(routingKey), options, std::move(body)});
+        return call<Confirmation>(
+            [payload](capnp::MessageBuilder& b, wire::Frame::Builder f, const void*& external,
+                      std::shared_ptr<const void>& keepAlive) {
+                fillPublish(b, f, *payload, external, keepAlive, payload);
+            },
+            [this](wire::Frame::Reader f) {
+                const auto c = f.getConfirm();
+                Confirmation confirmation;
+                confirmation.ack = c.getAck();
+                confirmation.queues = c.getRoutedQueues();
+                confirmation.reason = text(c.getReason());
+                confirmation.returned = returnedIds_.erase(f.getRequestId()) > 0;
+                return confirmation;
+            });
+    }
+
+    std::optional<Delivery> get(std::string_view queue, bool noAck) override {
+        std::string n(queue);
+        return call<std::optional<Delivery>>(
+            [n, noAck](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                       std::shared_ptr<const void>&) {
+                auto g = f.initGet();
+                g.setQueue(wireText(n));
+                g.setNoAck(noAck);
+            },
+            [this, noAck](wire::Frame::Reader f) -> std::optional<Delivery> {
+                const auto ok = f.getGetOk();
+                if (ok.isEmpty())
+                    return std::nullopt;
+                return toDelivery("", ok.getMessage(), !noAck);
+            });
+    }
+
+protected:
+    std::string startConsumer(std::string_view queue, RawHandler handler,
+                              const ConsumeOptions& options) override {
+        auto record = std::make_shared<ConsumerRecord>(
+            ConsumerRecord{std::string(queue), options, std::move(handler)});
+        return call<std::string>(
+            [record](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                     std::shared_ptr<const void>&) { fillConsume(f, *record, ""); },
+            [this, record](wire::Frame::Reader f) {
+                // Registered here, on the io thread, before the next frame (its first delivery
+                // may follow at once) is read.
+                std::string tag = text(f.getConsumeOk());
+                consumers_[tag] = record;
+                return tag;
+            });
+    }
+
+    void cancelConsumer(const std::string& tag) override {
+        runOnIo([this, tag] {
+            if (consumers_.erase(tag) == 0 || link_ != Link::OPEN)
+                return;
+            request([tag](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                          std::shared_ptr<const void>&) { f.setCancel(wireText(tag)); },
+                    [](const wire::Frame::Reader*, const Error*) {});
+        });
+    }
+
+private:
+    friend class AckLink;
+
+    enum class Link { DOWN, CONNECTING, OPEN };
+    using Fill = std::function<void(capnp::MessageBuilder&, wire::Frame::Builder, const void*&,
+                                    std::shared_ptr<const void>&)>;
+    // Called on the io thread with the answer frame, or with the failure (connection lost).
+    using Callback = std::function<void(const wire::Frame::Reader*, const Error*)>;
+
+    struct PublishPayload {
+        std::string exchange;
+        std::string routingKey;
+        PublishOptions options;
+        std::string body;
+    };
+    struct ConsumerRecord {
+        std::string queue;
+        ConsumeOptions options;
+        RawHandler handler;
+    };
+
+    // --- frame builders (pure) ---
+
+    static void fillDeclareExchange(wire::Frame::Builder f, const Topology::Exchange& x) {
+        auto d = f.initDeclareExchange();
+        d.setName(wireText(x.name));
+        d.setType(toWire(x.type));
+        d.setPassive(x.options.passive);
+        d.setDurable(x.options.durable);
+        d.setAutoDelete(x.options.autoDelete);
+        d.setInternal(x.options.internal);
+        toWire(x.options.arguments,
+               d.initArguments(static_cast<unsigned>(x.options.arguments.size())));
+    }
+
+    static void fillDeclareQueue(wire::Frame::Builder f, const Topology::Queue& q) {
+        auto d = f.initDeclareQueue();
+        d.setName(wireText(q.serverNamed ? std::string() : q.name));
+        d.setPassive(q.options.passive);
+        d.setDurable(q.options.durable);
+        d.setExclusive(q.options.exclusive);
+        d.setAutoDelete(q.options.autoDelete);
+        toWire(q.options.arguments,
+               d.initArguments(static_cast<unsigned>(q.options.arguments.size())));
+    }
+
+    static void fillBinding(wire::Frame::Builder f, bool bind, const Topology::Binding& b) {
+        auto w = bind ? f.initBind() : f.initUnbind();
+        w.setSource(wireText(b.source));
+        w.setDestination(wireText(b.destination));
+        w.setToExchange(b.toExchange);
+        w.setKey(wireText(b.key));
+        toWire(b.arguments, w.initArguments(static_cast<unsigned>(b.arguments.size())));
+    }
+
+    static void fillConsume(wire::Frame::Builder f, const ConsumerRecord& c,
+                            const std::string& tag) {
+        auto w = f.initConsume();
+        w.setQueue(wireText(c.queue));
+        w.setConsumerTag(wireText(tag.empty() ? c.options.consumerTag : tag));
+        w.setNoAck(c.options.noAck);
+        w.setExclusive(c.options.exclusive);
+        w.setPrefetchCount(c.options.prefetch);
+    }
+
+    static void fillPublish(capnp::MessageBuilder& builder, wire::Frame::Builder f,
+                            const PublishPayload& p, const void*& external,
+                            std::shared_ptr<const void>& keepAlive,
+                            const std::shared_ptr<PublishPayload>& owner) {
+        auto w = f.initPublish();
+        w.setExchange(wireText(p.exchange));
+        w.setRoutingKey(wireText(p.routingKey));
+        w.setMandatory(p.options.mandatory);
+        toWire(p.options.properties, w.initProperties());
+        external = protocol::setBody(builder, w, p.body);
+        if (external != nullptr)
+            keepAlive = owner;
+    }
+
+    // --- threads ---
+
+    bool onIoThread() const { return std::this_thread::get_id() == thread_.get_id(); }
+
+    void stopThread() {
+        if (!thread_.joinable())
+            return;
+        asio::post(io_, [this] {
+            giveUp_ = true;
+            linkDown("connection closed");
+            if (ackLink_)
+                ackLink_->detach();
+            work_.reset();
+            io_.stop();
+        });
+        if (onIoThread())
+            thread_.detach(); // only from a handler during destruction: nothing left to join
+        else
+            thread_.join();
+    }
+
+    template <class F> void runOnIo(F fn) { asio::post(io_, std::move(fn)); }
+
+    // Sends a request on the io thread and blocks the caller until `extract` has read the answer.
+    template <class T, class Extract> T call(Fill fill, Extract extract) {
+        if (onIoThread())
+            throw Error(ErrorKind::INVALID_ARGUMENT,
+                        "blocking call on the connection's network thread");
+        if (closed_)
+            throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
+        auto promise = std::make_shared<std::promise<T>>();
+        std::future<T> future = promise->get_future();
+        auto id = std::make_shared<std::uint64_t>(0);
+        asio::post(io_, [this, fill = std::move(fill), extract, promise, id]() mutable {
+            Callback done = [promise, extract](const wire::Frame::Reader* frame,
+                                               const Error* failure) mutable {
+                try {
+                    if (failure != nullptr)
+                        throw *failure;
+                    if (frame->isError())
+                        throw Error::broker(fromWire(frame->getError()));
+                    promise->set_value(extract(*frame));
+                } catch (...) {
+                    promise->set_exception(std::current_exception());
+                }
+            };
+            if (link_ != Link::OPEN) {
+                const Error lost(ErrorKind::CONNECTION_LOST,
+                                 "not connected to " + url_.redacted() + ": " + downReason_);
+                done(nullptr, &lost);
+                return;
+            }
+            *id = request(std::move(fill), std::move(done));
+        });
+        if (future.wait_for(options_.requestTimeout) != std::future_status::ready) {
+            asio::post(io_, [this, id] { pending_.erase(*id); });
+            throw Error(ErrorKind::TIMEOUT, "no answer from " + url_.redacted() + " in " +
+                                                std::to_string(options_.requestTimeout.count()) +
+                                                " ms");
+        }
+        return future.get();
+    }
+
+    void binding(bool bind, Topology::Binding b) {
+        call<bool>([bind, b](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                             std::shared_ptr<const void>&) { fillBinding(f, bind, b); },
+                   [](wire::Frame::Reader) { return true; });
+        runOnIo([this, bind, b] {
+            if (bind)
+                topology_.bound(b);
+            else
+                topology_.unbound(b);
+        });
+    }
+
+    void waitForPublishRoom() {
+        if (onIoThread())
+            return;
+        std::unique_lock lock(backlogMutex_);
+        backlogRoom_.wait_for(lock, options_.requestTimeout,
+                              [this] { return backlog_ < PUBLISH_BACKLOG_LIMIT || closed_; });
+    }
+
+    void updateBacklog() {
+        {
+            std::lock_guard lock(backlogMutex_);
+            backlog_ = outbox_.bufferedBytes();
+        }
+        backlogRoom_.notify_all();
+    }
+
+    // --- io thread: the link ---
+
+    void connect() {
+        link_ = Link::CONNECTING;
+        auto resolver = std::make_shared<asio::ip::tcp::resolver>(io_);
+        resolver->async_resolve(
+            url_.host, std::to_string(url_.port),
+            [this, resolver](const asio::error_code& error,
+                             asio::ip::tcp::resolver::results_type results) {
+                if (error) {
+                    connectFailed("cannot resolve " + url_.host + ": " + error.message());
+                    return;
+                }
+                asio::async_connect(
+                    socket_, results,
+                    [this](const asio::error_code& e, const asio::ip::tcp::endpoint&) {
+                        if (e) {
+                            connectFailed("cannot connect to " + url_.redacted() + ": " +
+                                          e.message());
+                            return;
+                        }
+                        onConnected();
+                    });
+            });
+    }
+
+    void connectFailed(const std::string& why) {
+        asio::error_code ignored;
+        socket_.close(ignored);
+        link_ = Link::DOWN;
+        downReason_ = why;
+        if (connectPromise_) {
+            connectPromise_->set_exception(
+                std::make_exception_ptr(Error(ErrorKind::CONNECTION_LOST, why)));
+            connectPromise_.reset();
+            return;
+        }
+        scheduleReconnect();
+    }
+
+    void onConnected() {
+        asio::error_code ignored;
+        socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+        reader_ = protocol::FrameReader(protocol::DEFAULT_MAX_FRAME_BYTES);
+        outbox_ = protocol::Outbox();
+        lastRead_ = lastWrite_ = SteadyClock::now();
+        ackLink_ = std::make_shared<AckLink>(this);
+        readMore();
+        request(
+            [this](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                   std::shared_ptr<const void>&) {
+                auto h = f.initHello();
+                h.setProtocolVersion(wire::PROTOCOL_VERSION);
+                h.setClientName(wireText(options_.clientName));
+                h.setUsername(wireText(url_.username));
+                h.setPassword(wireText(url_.password));
+                h.setVhost(wireText(url_.vhost));
+                h.setHeartbeatSeconds(options_.heartbeatSeconds);
+            },
+            [this](const wire::Frame::Reader* frame, const Error* failure) {
+                if (failure != nullptr || frame->isError()) {
+                    const Error error =
+                        failure != nullptr ? *failure : Error::broker(fromWire(frame->getError()));
+                    if (connectPromise_) {
+                        giveUp_ = true; // refused credentials will not get better by retrying
+                        connectPromise_->set_exception(std::make_exception_ptr(error));
+                        connectPromise_.reset();
+                    }
+                    linkDown(error.what());
+                    return;
+                }
+                heartbeat_ = std::chrono::seconds(frame->getHelloOk().getHeartbeatSeconds());
+                link_ = Link::OPEN;
+                backoff_ = FIRST_BACKOFF;
+                armTimer();
+                if (connectPromise_) {
+                    connectPromise_->set_value();
+                    connectPromise_.reset();
+                } else {
+                    recover();
+                }
+            },
+            /*beforeOpen=*/true);
+    }
+
+    // After a reconnect: declare again what this connection declared, then restart its
+    // consumers under their old tags, in that order (frames are handled in order).
+    void recover() {
+        auto logFailure = [this](const std::string& what) {
+            return [this, what](const wire::Frame::Reader* frame, const Error* failure) {
+                if (failure == nullptr && frame != nullptr && frame->isError())
+                    notifyError(
+                        Error(ErrorKind::BROKER,
+                              "recovery: " + what + ": " + fromWire(frame->getError()).describe()));
+            };
+        };
+        for (const Topology::Exchange& x : topology_.exchanges)
+            request([x](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                        std::shared_ptr<const void>&) { fillDeclareExchange(f, x); },
+                    logFailure("declare exchange '" + x.name + "'"));
+        for (const Topology::Queue& q : topology_.queues) {
+            const std::string oldName = q.name;
+            request([q](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                        std::shared_ptr<const void>&) { fillDeclareQueue(f, q); },
+                    [this, oldName, serverNamed = q.serverNamed,
+                     log = logFailure("declare queue '" + q.name + "'")](
+                        const wire::Frame::Reader* frame, const Error* failure) {
+                        log(frame, failure);
+                        if (failure != nullptr || frame->isError() || !serverNamed)
+                            return;
+                        const std::string newName = text(frame->getDeclareQueueOk().getName());
+                        topology_.queueRenamed(oldName, newName);
+                        for (auto& [tag, consumer] : consumers_)
+                            if (consumer->queue == oldName)
+                                consumer->queue = newName;
+                    });
+        }
+        // Bindings and consumers go after every declare has been answered: a server-named
+        // queue's new name is known only then.
+        request([](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                   std::shared_ptr<const void>&) { f.setRecover(); },
+                [this, logFailure](const wire::Frame::Reader*, const Error* failure) {
+                    if (failure != nullptr)
+                        return;
+                    for (const Topology::Binding& b : topology_.bindings)
+                        request([b](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                                    std::shared_ptr<const void>&) { fillBinding(f, true, b); },
+                                logFailure("bind '" + b.destination + "' to '" + b.source + "'"));
+                    for (const auto& [tag, consumer] : consumers_) {
+                        const std::string t = tag;
+                        const ConsumerRecord c = *consumer;
+                        request([t, c](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                                       std::shared_ptr<const void>&) { fillConsume(f, c, t); },
+                                logFailure("consume '" + c.queue + "'"));
+                    }
+                    notifyEvent(ConnectionEvent::RECONNECTED);
+                });
+    }
+
+    // Sends a frame with a fresh request id and remembers what to do with the answer.
+    std::uint64_t request(Fill fill, Callback callback, bool beforeOpen = false) {
+        if (link_ != Link::OPEN && !beforeOpen) {
+            const Error lost(ErrorKind::CONNECTION_LOST, "not connected: " + downReason_);
+            callback(nullptr, &lost);
+            return 0;
+        }
+        const std::uint64_t id = nextRequestId_++;
+        pending_.emplace(id, std::move(callback));
+        sendFrame(id, fill);
+        return id;
+    }
+
+    template <class F> void sendFrame(std::uint64_t requestId, F&& fill) {
+        const void* external = nullptr;
+        std::shared_ptr<const void> keepAlive;
+        {
+            capnp::MallocMessageBuilder builder(
+                kj::ArrayPtr<capnp::word>(scratch_.data(), scratch_.size()));
+            wire::Frame::Builder frame = builder.initRoot<wire::Frame>();
+            frame.setRequestId(requestId);
+            fill(builder, frame, external, keepAlive);
+            outbox_.append(builder, external, std::move(keepAlive));
+        }
+        updateBacklog();
+        if (!flushPosted_ && !outbox_.writing()) {
+            flushPosted_ = true;
+            asio::post(io_, [this] { flush(); });
+        }
+    }
+
+    void flush() {
+        flushPosted_ = false;
+        if (link_ == Link::DOWN || outbox_.writing() || !outbox_.hasPending())
+            return;
+        std::vector<asio::const_buffer> buffers;
+        for (const auto& range : outbox_.startWrite())
+            buffers.emplace_back(range.data(), range.size());
+        asio::async_write(
+            socket_, buffers,
+            [this, generation = generation_](const asio::error_code& error, std::size_t) {
+                if (generation != generation_)
+                    return; // a write of a link that is gone
+                outbox_.finishWrite();
+                updateBacklog();
+                if (error) {
+                    linkDown("write failed: " + error.message());
+                    return;
+                }
+                lastWrite_ = SteadyClock::now();
+                if (outbox_.hasPending())
+                    flush();
+            });
+    }
+
+    void readMore() {
+        const std::span<std::byte> room = reader_.writable();
+        socket_.async_read_some(
+            asio::buffer(room.data(), room.size()),
+            [this, generation = generation_](const asio::error_code& error, std::size_t bytes) {
+                if (generation != generation_)
+                    return;
+                if (error) {
+                    linkDown(error == asio::error::eof ? "the broker closed the connection"
+                                                       : error.message());
+                    return;
+                }
+                lastRead_ = SteadyClock::now();
+                reader_.commit(bytes);
+                std::optional<capnp::FlatArrayMessageReader> frame;
+                std::string problem;
+                while (generation == generation_) {
+                    const auto status = reader_.next(frame, problem);
+                    if (status == protocol::FrameReader::Status::NEED_MORE)
+                        break;
+                    if (status == protocol::FrameReader::Status::ERROR) {
+                        linkDown("bad frame from the broker: " + problem);
+                        return;
+                    }
+                    try {
+                        handleFrame(frame->getRoot<wire::Frame>());
+                    } catch (const kj::Exception& e) {
+                        linkDown(std::string("malformed frame from the broker: ") +
+                                 e.getDescription().cStr());
+                        return;
+                    } catch (const protocol::ProtocolError& e) {
+                        linkDown(std::string("bad frame from the broker: ") + e.what());
+                        return;
+                    }
+                }
+                frame.reset();
+                if (generation == generation_)
+                    readMore();
+            });
+    }
+
+    void handleFrame(wire::Frame::Reader frame) {
+        const std::uint64_t requestId = frame.getRequestId();
+        switch (frame.which()) {
+        case wire::Frame::HEARTBEAT:
+            return;
+        case wire::Frame::DELIVER: {
+            const auto d = frame.getDeliver();
+            auto it = consumers_.find(text(d.getConsumerTag()));
+            if (it == consumers_.end())
+                return; // cancelled meanwhile: the broker requeues it when we close
+            const std::shared_ptr<ConsumerRecord> consumer = it->second;
+            consumer->handler(
+                toDelivery(text(d.getConsumerTag()), d.getMessage(), !consumer->options.noAck));
+            return;
+        }
+        case wire::Frame::RETURNED: {
+            const auto r = frame.getReturned();
+            if (r.getRequestId() != 0)
+                returnedIds_.insert(r.getRequestId());
+            notifyReturn(ReturnedMessage{
+                text(r.getExchange()), text(r.getRoutingKey()), fromWire(r.getProperties()),
+                std::string(reinterpret_cast<const char*>(r.getBody().begin()),
+                            r.getBody().size())});
+            return;
+        }
+        case wire::Frame::CANCELLED:
+            consumers_.erase(text(frame.getCancelled()));
+            return;
+        case wire::Frame::BLOCKED:
+            notifyEvent(ConnectionEvent::BLOCKED);
+            return;
+        case wire::Frame::UNBLOCKED:
+            notifyEvent(ConnectionEvent::UNBLOCKED);
+            return;
+        case wire::Frame::CLOSE:
+            sendFrame(0, [](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                            std::shared_ptr<const void>&) { f.setCloseOk(); });
+            closingByBroker_ = text(frame.getClose().getReason());
+            return;
+        default:
+            break;
+        }
+        if (requestId != 0) {
+            auto it = pending_.find(requestId);
+            if (it != pending_.end()) {
+                Callback callback = std::move(it->second);
+                pending_.erase(it);
+                callback(&frame, nullptr);
+                return;
+            }
+        }
+        if (frame.isError()) {
+            const auto e = frame.getError();
+            notifyError(Error::broker(fromWire(e)));
+            if (e.getFatal())
+                downReason_ = text(e.getMessage());
+        }
+        // Anything else unasked for (a late answer after a timeout) is dropped.
+    }
+
+    Delivery toDelivery(std::string consumerTag, wire::Message::Reader m, bool needsAck) {
+        const auto body = m.getBody();
+        return Delivery(ackLink_, std::move(consumerTag), m.getDeliveryTag(), m.getRedelivered(),
+                        text(m.getExchange()), text(m.getRoutingKey()), fromWire(m.getProperties()),
+                        fromWire(m.getDeaths()),
+                        std::string(reinterpret_cast<const char*>(body.begin()), body.size()),
+                        needsAck);
+    }
+
+    void linkDown(const std::string& why) {
+        if (link_ == Link::DOWN && !socket_.is_open())
+            return;
+        const bool wasOpen = link_ == Link::OPEN;
+        link_ = Link::DOWN;
+        ++generation_;
+        downReason_ = closingByBroker_.empty() ? why : closingByBroker_ + " (" + why + ")";
+        closingByBroker_.clear();
+        asio::error_code ignored;
+        socket_.close(ignored);
+        timer_.cancel();
+        if (ackLink_) {
+            ackLink_->detach();
+            ackLink_.reset();
+        }
+        outbox_ = protocol::Outbox();
+        updateBacklog();
+        flushPosted_ = false;
+        returnedIds_.clear();
+        auto pending = std::move(pending_);
+        pending_.clear();
+        const Error lost(ErrorKind::CONNECTION_LOST, "connection lost: " + downReason_);
+        for (auto& [id, callback] : pending)
+            callback(nullptr, &lost);
+        if (wasOpen && !giveUp_)
+            notifyEvent(ConnectionEvent::DISCONNECTED);
+        if (!giveUp_ && options_.reconnect && !connectPromise_)
+            scheduleReconnect();
+    }
+
+    void scheduleReconnect() {
+        if (giveUp_ || !options_.reconnect || reconnectScheduled_)
+            return;
+        reconnectScheduled_ = true;
+        timer_.expires_after(backoff_);
+        backoff_ = std::min(backoff_ * 2, options_.maxBackoff);
+        timer_.async_wait([this](const asio::error_code& error) {
+            reconnectScheduled_ = false;
+            if (error || giveUp_)
+                return;
+            socket_ = asio::ip::tcp::socket(io_);
+            connect();
+        });
+    }
+
+    void armTimer() {
+        if (heartbeat_.count() == 0)
+            return;
+        const auto tick = std::max<std::chrono::milliseconds>(
+            std::chrono::milliseconds(250),
+            std::chrono::duration_cast<std::chrono::milliseconds>(heartbeat_) / 4);
+        timer_.expires_after(tick);
+        timer_.async_wait([this, generation = generation_](const asio::error_code& error) {
+            if (error || generation != generation_ || link_ != Link::OPEN)
+                return;
+            const auto now = SteadyClock::now();
+            if (now - lastRead_ >= 2 * heartbeat_) {
+                linkDown("missed heartbeats from the broker");
+                return;
+            }
+            if (now - lastWrite_ >= heartbeat_) {
+                lastWrite_ = now;
+                sendFrame(0, [](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                                std::shared_ptr<const void>&) { f.setHeartbeat(); });
+            }
+            armTimer();
+        });
+    }
+
+    const BrokerUrl url_;
+    const ConnectionOptions options_;
+    std::atomic<bool> closed_{false};
+
+    asio::io_context io_;
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+    std::thread thread_;
+
+    // Everything below is touched on the io thread only.
+    asio::ip::tcp::socket socket_;
+    asio::steady_timer timer_;
+    protocol::FrameReader reader_;
+    protocol::Outbox outbox_;
+    std::vector<capnp::word> scratch_;
+    bool flushPosted_ = false;
+    Link link_ = Link::DOWN;
+    std::uint64_t generation_ = 0; // bumped when a link goes down: late callbacks see it
+    std::string downReason_ = "not connected yet";
+    std::string closingByBroker_;
+    bool giveUp_ = false;
+    bool reconnectScheduled_ = false;
+    std::chrono::milliseconds backoff_{FIRST_BACKOFF};
+    std::shared_ptr<std::promise<void>> connectPromise_;
+    std::shared_ptr<AckLink> ackLink_;
+    std::uint64_t nextRequestId_ = 1;
+    std::unordered_map<std::uint64_t, Callback> pending_;
+    std::set<std::uint64_t> returnedIds_;
+    std::map<std::string, std::shared_ptr<ConsumerRecord>> consumers_;
+    Topology topology_;
+    SteadyClock::time_point lastRead_;
+    SteadyClock::time_point lastWrite_;
+    std::chrono::seconds heartbeat_{0};
+
+    std::mutex backlogMutex_;
+    std::condition_variable backlogRoom_;
+    std::size_t backlog_ = 0;
+};
+
+template <class Fill> void AckLink::post(Fill fill) {
+    std::lock_guard lock(mutex_);
+    if (owner_ == nullptr)
+        return;
+    TcpConnection* owner = owner_;
+    asio::post(owner->io_, [owner, self = this, fill] {
+        // Still this link? After a reconnect the tags mean other messages: drop the ack.
+        if (owner->ackLink_.get() != self || owner->link_ != TcpConnection::Link::OPEN)
+            return;
+        owner->sendFrame(0, [&](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                                std::shared_ptr<const void>&) { fill(f); });
+    });
+}
+
+void AckLink::ack(std::uint64_t tag, bool multiple) {
+    post([tag, multiple](wire::Frame::Builder f) {
+        auto a = f.initAck();
+        a.setDeliveryTag(tag);
+        a.setMultiple(multiple);
+    });
+}
+
+void AckLink::nack(std::uint64_t tag, bool multiple, bool requeue) {
+    post([tag, multiple, requeue](wire::Frame::Builder f) {
+        auto n = f.initNack();
+        n.setDeliveryTag(tag);
+        n.setMultiple(multiple);
+        n.setRequeue(requeue);
+    });
+}
+
+void AckLink::reject(std::uint64_t tag, bool requeue) {
+    post([tag, requeue](wire::Frame::Builder f) {
+        auto r = f.initReject();
+        r.setDeliveryTag(tag);
+        r.setRequeue(requeue);
+    });
+}
+
+} // namespace
+
+std::shared_ptr<Connection> openTcpConnection(const BrokerUrl& url,
+                                              const ConnectionOptions& options) {
+    auto connection = std::make_shared<TcpConnection>(url, options);
+    connection->start();
+    return connection;
+}
+
+} // namespace depot::client

@@ -1,0 +1,90 @@
+#include "protocol/frame_reader.h"
+
+#include <kj/exception.h>
+
+#include <algorithm>
+#include <cstring>
+
+namespace depot::protocol {
+
+namespace {
+constexpr std::size_t WORD = sizeof(capnp::word);
+}
+
+FrameReader::FrameReader(std::size_t maxFrameBytes) : maxFrameBytes_(maxFrameBytes) {}
+
+std::span<std::byte> FrameReader::writable(std::size_t atLeast) {
+    const std::size_t capacity = buffer_.size() * WORD;
+    if (capacity - end_ < atLeast) {
+        // Move the unread bytes to the front first: usually that makes room without growing.
+        if (begin_ > 0) {
+            auto* bytes = reinterpret_cast<std::byte*>(buffer_.data());
+            std::memmove(bytes, bytes + begin_, end_ - begin_);
+            end_ -= begin_;
+            begin_ = 0;
+        }
+        if (capacity - end_ < atLeast)
+            buffer_.resize((std::max(capacity * 2, end_ + atLeast) + WORD - 1) / WORD);
+    }
+    auto* bytes = reinterpret_cast<std::byte*>(buffer_.data());
+    return {bytes + end_, buffer_.size() * WORD - end_};
+}
+
+void FrameReader::commit(std::size_t bytes) {
+    end_ += bytes;
+}
+
+FrameReader::Status FrameReader::next(std::optional<capnp::FlatArrayMessageReader>& reader,
+                                      std::string& error) {
+    reader.reset();
+    begin_ += release_;
+    release_ = 0;
+    if (begin_ == end_) {
+        begin_ = end_ = 0; // an empty buffer starts over at the front: no memmove later
+        return Status::NEED_MORE;
+    }
+    const std::size_t available = end_ - begin_;
+    if (available < WORD)
+        return Status::NEED_MORE;
+    const capnp::word* start = buffer_.data() + begin_ / WORD;
+    const kj::ArrayPtr<const capnp::word> prefix(start, available / WORD);
+
+    // Segment count and sizes come first: check them before waiting for the frame's bytes.
+    std::uint32_t segmentCountMinusOne = 0;
+    std::memcpy(&segmentCountMinusOne, start, sizeof segmentCountMinusOne);
+    if (segmentCountMinusOne >= 512) {
+        error = "frame has " + std::to_string(std::uint64_t{segmentCountMinusOne} + 1) +
+                " segments; at most 512 are allowed";
+        return Status::ERROR;
+    }
+    std::size_t expectedWords = 0;
+    try {
+        expectedWords = capnp::expectedSizeInWordsFromPrefix(prefix);
+    } catch (const kj::Exception& e) {
+        error = std::string("bad frame header: ") + e.getDescription().cStr();
+        return Status::ERROR;
+    }
+    if (expectedWords > maxFrameBytes_ / WORD) {
+        error = "frame of " + std::to_string(expectedWords * WORD) +
+                " bytes exceeds the limit of " + std::to_string(maxFrameBytes_) + " bytes";
+        return Status::ERROR;
+    }
+    if (expectedWords > prefix.size())
+        return Status::NEED_MORE; // the segment table may still be partial: ask again later
+
+    capnp::ReaderOptions options;
+    // Each word may be visited a few times (far pointers, lists of structs); more is an attack.
+    options.traversalLimitInWords = expectedWords * 4 + 64;
+    options.nestingLimit = 32;
+    try {
+        reader.emplace(kj::ArrayPtr<const capnp::word>(start, expectedWords), options);
+    } catch (const kj::Exception& e) {
+        reader.reset();
+        error = std::string("bad frame: ") + e.getDescription().cStr();
+        return Status::ERROR;
+    }
+    release_ = expectedWords * WORD;
+    return Status::FRAME;
+}
+
+} // namespace depot::protocol
