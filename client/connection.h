@@ -10,6 +10,7 @@
 
 #include "client/delivery.h"
 #include "client/error.h"
+#include "client/listing.h"
 #include "client/url.h"
 
 #include "broker/core/exchange.h"
@@ -168,6 +169,13 @@ public:
                                    const ConsumeOptions& options = {});
     // basic.get: the head of the queue, or nullopt when it is empty.
     virtual std::optional<Delivery> get(std::string_view queue, bool noAck = false) = 0;
+
+    // Management listings (depotctl list ...). Transports without them throw NOT_IMPLEMENTED.
+    virtual Listing list(ListKind kind) {
+        (void)kind;
+        throw Error(ErrorKind::BROKER, "NOT_IMPLEMENTED - this transport has no listings",
+                    core::ErrorCode::NOT_IMPLEMENTED);
+    }
 
     // RPC over the broker: publishes `body` with reply-to and a fresh correlation id, and waits
     // for the reply (a reply queue per connection, made on first use). Throws Error(TIMEOUT).

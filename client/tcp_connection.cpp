@@ -266,6 +266,12 @@ public:
             });
     }
 
+    Listing list(ListKind kind) override {
+        return call<Listing>([kind](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                                    std::shared_ptr<const void>&) { f.setList(toWireKind(kind)); },
+                             [](wire::Frame::Reader f) { return toListing(f.getListOk()); });
+    }
+
 protected:
     std::string startConsumer(std::string_view queue, RawHandler handler,
                               const ConsumeOptions& options) override {
@@ -370,6 +376,91 @@ private:
         external = protocol::setBody(builder, w, p.body);
         if (external != nullptr)
             keepAlive = owner;
+    }
+
+    static wire::ListKind toWireKind(ListKind kind) {
+        switch (kind) {
+        case ListKind::EXCHANGES:
+            return wire::ListKind::EXCHANGES;
+        case ListKind::QUEUES:
+            return wire::ListKind::QUEUES;
+        case ListKind::BINDINGS:
+            return wire::ListKind::BINDINGS;
+        case ListKind::CONNECTIONS:
+            return wire::ListKind::CONNECTIONS;
+        case ListKind::CONSUMERS:
+            return wire::ListKind::CONSUMERS;
+        }
+        return wire::ListKind::QUEUES;
+    }
+
+    static std::string exchangeTypeText(wire::ExchangeType type) {
+        return core::exchangeTypeName(fromWire(type));
+    }
+
+    static std::string argumentsText(capnp::List<wire::Field>::Reader fields) {
+        std::string out;
+        for (const auto& [name, value] : fromWire(fields)) {
+            if (!out.empty())
+                out += ",";
+            out += name + "=" + core::fieldValueText(value);
+        }
+        return out;
+    }
+
+    static Listing toListing(wire::ListOk::Reader ok) {
+        using V = core::FieldValue;
+        auto n = [](std::uint64_t v) { return V(static_cast<std::int64_t>(v)); };
+        Listing listing;
+        switch (ok.which()) {
+        case wire::ListOk::EXCHANGES:
+            listing.columns = {"name", "type", "durable", "auto_delete", "internal", "arguments"};
+            for (auto x : ok.getExchanges())
+                listing.rows.push_back({V(text(x.getName())), V(exchangeTypeText(x.getType())),
+                                        V(x.getDurable()), V(x.getAutoDelete()), V(x.getInternal()),
+                                        V(argumentsText(x.getArguments()))});
+            break;
+        case wire::ListOk::QUEUES:
+            listing.columns = {"name",      "messages_ready", "messages_unacked",
+                               "consumers", "ready_bytes",    "durable",
+                               "exclusive", "auto_delete",    "arguments"};
+            for (auto q : ok.getQueues())
+                listing.rows.push_back({V(text(q.getName())), n(q.getReady()), n(q.getUnacked()),
+                                        n(q.getConsumers()), n(q.getReadyBytes()),
+                                        V(q.getDurable()), V(q.getExclusive()),
+                                        V(q.getAutoDelete()), V(argumentsText(q.getArguments()))});
+            break;
+        case wire::ListOk::BINDINGS:
+            listing.columns = {"source", "destination", "destination_type", "routing_key",
+                               "arguments"};
+            for (auto b : ok.getBindings())
+                listing.rows.push_back({V(text(b.getSource())), V(text(b.getDestination())),
+                                        V(std::string(b.getToExchange() ? "exchange" : "queue")),
+                                        V(text(b.getKey())), V(argumentsText(b.getArguments()))});
+            break;
+        case wire::ListOk::CONNECTIONS:
+            listing.columns = {"name",      "client",     "user",    "vhost",     "connected_s",
+                               "frames_in", "frames_out", "unacked", "consumers", "blocked"};
+            for (auto c : ok.getConnections())
+                listing.rows.push_back({V(text(c.getName())), V(text(c.getClientName())),
+                                        V(text(c.getUsername())), V(text(c.getVhost())),
+                                        n(c.getConnectedSeconds()), n(c.getFramesIn()),
+                                        n(c.getFramesOut()), n(c.getUnacked()), n(c.getConsumers()),
+                                        V(c.getBlocked())});
+            break;
+        case wire::ListOk::CONSUMERS:
+            listing.columns = {"queue",     "consumer_tag", "connection", "ack_required",
+                               "exclusive", "prefetch",     "unacked"};
+            for (auto c : ok.getConsumers())
+                listing.rows.push_back({V(text(c.getQueue())), V(text(c.getConsumerTag())),
+                                        V(text(c.getConnection())), V(!c.getNoAck()),
+                                        V(c.getExclusive()), n(c.getPrefetchCount()),
+                                        n(c.getUnacked())});
+            break;
+        default:
+            throw protocol::ProtocolError(core::ErrorCode::FRAME_ERROR, "unknown listing");
+        }
+        return listing;
     }
 
     // --- threads ---
@@ -535,6 +626,8 @@ private:
                     return;
                 }
                 heartbeat_ = std::chrono::seconds(frame->getHelloOk().getHeartbeatSeconds());
+                reader_.setMaxFrameBytes(std::max<std::size_t>(
+                    protocol::DEFAULT_MAX_FRAME_BYTES, frame->getHelloOk().getMaxFrameBytes()));
                 link_ = Link::OPEN;
                 backoff_ = FIRST_BACKOFF;
                 armTimer();
@@ -753,7 +846,7 @@ private:
             const auto e = frame.getError();
             notifyError(Error::broker(fromWire(e)));
             if (e.getFatal())
-                downReason_ = text(e.getMessage());
+                closingByBroker_ = text(e.getMessage()); // the reason linkDown will give
         }
         // Anything else unasked for (a late answer after a timeout) is dropped.
     }

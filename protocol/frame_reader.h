@@ -37,6 +37,8 @@ public:
 
     std::size_t bufferedBytes() const { return end_ - begin_; }
     std::size_t maxFrameBytes() const { return maxFrameBytes_; }
+    // A client learns the server's limit from helloOk and follows it.
+    void setMaxFrameBytes(std::size_t bytes) { maxFrameBytes_ = bytes; }
 
 private:
     std::size_t maxFrameBytes_;

@@ -7,7 +7,8 @@
 # describes the conversation: the handshake, which frame answers which, limits and errors.
 #
 # Evolution: fields and union members are only ever added, with new ordinals; a peer ignores
-# fields it does not know, and answers a union member it does not know with an error frame.
+# fields it does not know. depotd answers a frame type it does not know with a non-fatal
+# notImplemented error (echoing the requestId) and carries on.
 
 using Cxx = import "/capnp/c++.capnp";
 $Cxx.namespace("depot::wire");
@@ -25,7 +26,8 @@ struct Frame {
     hello @1 :Hello;              # client -> server, the first frame; answered by helloOk or error
     helloOk @2 :HelloOk;
     heartbeat @3 :Void;           # either way, when the link has been idle; never answered
-    close @4 :Close;              # either way; the other side answers closeOk and closes
+    close @4 :Close;              # either way; the receiver answers closeOk. depotd closes the
+                                  # socket once its own close (on shutdown) is written
     closeOk @5 :Void;
     error @6 :Error;              # server -> client: the answer to a failed request, or a fault
     ok @7 :Void;                  # server -> client: success, for requests with nothing to say
@@ -96,7 +98,8 @@ enum ErrorCode {
   notFound @2;            # 404
   resourceLocked @3;      # 405
   preconditionFailed @4;  # 406
-  frameError @5;          # 501: a frame that cannot be decoded, or too large
+  frameError @5;          # 501: a frame that cannot be decoded, too large, or missing (no hello
+                          #      within the handshake timeout)
   syntaxError @6;         # 502: a field's value is invalid
   commandInvalid @7;      # 503: a request that makes no sense
   unexpectedFrame @8;     # 505: a frame that is valid but not here (before hello, or server-only)

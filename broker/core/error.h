@@ -17,7 +17,7 @@ namespace depot::core {
 enum class ErrorCode : int {
     ACCESS_REFUSED = 403,      // operation not allowed (default exchange, amq. prefix, internal)
     NOT_FOUND = 404,           // exchange, queue or vhost does not exist
-    RESOURCE_LOCKED = 405,     // exclusive queue owned by another channel, exclusive consumer
+    RESOURCE_LOCKED = 405,     // exclusive queue owned by another channel
     PRECONDITION_FAILED = 406, // inequivalent re-declare, unknown delivery tag, if-unused/if-empty
     FRAME_ERROR = 501,         // malformed frame (used by the protocol layer)
     SYNTAX_ERROR = 502,        // a field's value is invalid (name too long, bad argument type)

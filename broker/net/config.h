@@ -24,6 +24,9 @@ struct ServerConfig {
     // they start again: a client that does not read cannot make the broker buffer without limit.
     std::size_t outboxHighWater = std::size_t{4} << 20;
     std::size_t outboxLowWater = std::size_t{1} << 20;
+    // A write that has not completed in this long means the client stopped reading (while
+    // perhaps still sending heartbeats): its connection closes and its unacked are requeued.
+    std::chrono::milliseconds writeStallTimeout{60'000};
 };
 
 } // namespace depot::net

@@ -224,14 +224,16 @@ void Session::handleHello(std::uint64_t requestId, wire::Hello::Reader hello) {
         fail(core::ErrorCode::NOT_IMPLEMENTED,
              "protocol version " + std::to_string(hello.getProtocolVersion()) +
                  " is not supported; this server speaks version " +
-                 std::to_string(wire::PROTOCOL_VERSION));
+                 std::to_string(wire::PROTOCOL_VERSION),
+             requestId);
         return;
     }
     clientName_ = text(hello.getClientName());
     username_ = text(hello.getUsername());
     if (username_ != config.username || view(hello.getPassword()) != config.password) {
         fail(core::ErrorCode::ACCESS_REFUSED,
-             "login was refused for user '" + username_ + "': wrong username or password");
+             "login was refused for user '" + username_ + "': wrong username or password",
+             requestId);
         return;
     }
     std::string vhostName = text(hello.getVhost());
@@ -239,7 +241,7 @@ void Session::handleHello(std::uint64_t requestId, wire::Hello::Reader hello) {
         vhostName = "/";
     vhost_ = server_.runtime().broker().findVhost(vhostName);
     if (vhost_ == nullptr) {
-        fail(core::ErrorCode::NOT_ALLOWED, "vhost '" + vhostName + "' not found");
+        fail(core::ErrorCode::NOT_ALLOWED, "vhost '" + vhostName + "' not found", requestId);
         return;
     }
     channel_ = &vhost_->openChannel();
@@ -373,6 +375,7 @@ void Session::handleRequest(std::uint64_t requestId, wire::Frame::Reader frame) 
             });
         std::vector<Held> held = std::move(held_);
         held_.clear();
+        heldBytes_ = 0;
         for (const Held& h : held)
             writeDelivery(h.consumerTag, h.deliveryTag, h.redelivered, h.message);
         return;
@@ -427,8 +430,11 @@ void Session::handleRequest(std::uint64_t requestId, wire::Frame::Reader frame) 
         handleList(requestId, frame.getList());
         return;
     default:
-        fail(core::ErrorCode::FRAME_ERROR,
-             "unknown frame type " + std::to_string(static_cast<unsigned>(frame.which())));
+        // A frame type from a newer protocol: refuse it, but keep the connection (evolution).
+        sendError(requestId, core::ErrorCode::NOT_IMPLEMENTED,
+                  "NOT_IMPLEMENTED - unknown frame type " +
+                      std::to_string(static_cast<unsigned>(frame.which())),
+                  false);
         return;
     }
 }
@@ -623,6 +629,7 @@ void Session::flush() {
     flushPosted_ = false;
     if (state_ == State::CLOSED || outbox_.writing() || !outbox_.hasPending())
         return;
+    writeStartedAt_ = SteadyClock::now();
     const auto& ranges = outbox_.startWrite();
     std::vector<asio::const_buffer> buffers;
     buffers.reserve(ranges.size());
@@ -657,9 +664,9 @@ void Session::onWritten(const asio::error_code& error) {
 
 // --- ending ---
 
-void Session::fail(core::ErrorCode code, const std::string& text) {
+void Session::fail(core::ErrorCode code, const std::string& text, std::uint64_t requestId) {
     spdlog::warn("connection {}: {} - {}", name_, core::errorCodeName(code), text);
-    sendError(0, code, std::string(core::errorCodeName(code)) + " - " + text, true);
+    sendError(requestId, code, std::string(core::errorCodeName(code)) + " - " + text, true);
     beginClose();
 }
 
@@ -668,6 +675,9 @@ void Session::beginClose() {
         return;
     state_ = State::CLOSING;
     closingSince_ = SteadyClock::now();
+    // Nobody will ack what we deliver now: keep it in the queues.
+    if (channel_ != nullptr)
+        channel_->setFlow(false, server_.runtime().now());
     // Stop reading, but let the outbox drain: the client should see why we close.
     asio::error_code ignored;
     socket_.shutdown(asio::ip::tcp::socket::shutdown_receive, ignored);
@@ -737,6 +747,13 @@ void Session::onTimer(const asio::error_code& error) {
     } else if (state_ == State::CLOSING && now - closingSince_ >= CLOSING_TIMEOUT) {
         terminate("the client did not read our last frames in time");
         return;
+    } else if (outbox_.writing() && now - writeStartedAt_ >= server_.config().writeStallTimeout) {
+        terminate("the client has not read for " +
+                  std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                     server_.config().writeStallTimeout)
+                                     .count()) +
+                  " s");
+        return;
     } else if (state_ == State::OPEN && heartbeat_.count() > 0) {
         // Only a reading connection can hear heartbeats: a blocked one is not judged.
         if (!publishBlocked_ && now - lastRead_ >= 2 * heartbeat_) {
@@ -758,6 +775,7 @@ void Session::deliver(const core::Delivery& delivery) {
     if (holdingDeliveries_) {
         held_.push_back(Held{std::string(delivery.consumerTag), delivery.deliveryTag,
                              delivery.redelivered, delivery.message});
+        heldBytes_ += delivery.message->body.size();
         return;
     }
     writeDelivery(std::string(delivery.consumerTag), delivery.deliveryTag, delivery.redelivered,
@@ -771,7 +789,7 @@ void Session::onCancelled(std::string_view consumerTag) {
 }
 
 bool Session::acceptsMore() const {
-    if (outbox_.bufferedBytes() < server_.config().outboxHighWater)
+    if (outbox_.bufferedBytes() + heldBytes_ < server_.config().outboxHighWater)
         return true;
     consumersPaused_ = true;
     return false;

@@ -91,7 +91,8 @@ private:
 
     // --- ending ---
     // Sends an error (fatal) and closes once it is written.
-    void fail(core::ErrorCode code, const std::string& text);
+    // `requestId`: the request that caused it, if any (a refused hello), so the client can tell.
+    void fail(core::ErrorCode code, const std::string& text, std::uint64_t requestId = 0);
     void beginClose();
     void terminate(const std::string& why);
 
@@ -138,6 +139,8 @@ private:
     std::chrono::steady_clock::time_point lastRead_;
     std::chrono::steady_clock::time_point lastWrite_;
     std::chrono::steady_clock::time_point closingSince_;
+    std::chrono::steady_clock::time_point writeStartedAt_;
+    std::size_t heldBytes_ = 0; // bodies in held_: counted by acceptsMore()
     std::chrono::seconds heartbeat_{0};
     std::uint64_t framesIn_ = 0;
     std::uint64_t framesOut_ = 0;
