@@ -10,9 +10,9 @@
 namespace depot::client {
 
 enum class ErrorKind {
-    BROKER,          // the broker refused the request: see code()
-    TIMEOUT,         // no answer in time (a request, an RPC, a connect)
-    CONNECTION_LOST, // the connection closed while the request was outstanding
+    BROKER,           // the broker refused the request: see code()
+    TIMEOUT,          // no answer in time (a request, an RPC, a connect)
+    CONNECTION_LOST,  // the connection closed while the request was outstanding
     INVALID_ARGUMENT, // a bad URL or option, caught before anything was sent
     HANDLER_FAILED    // reported to onError: a handler or responder threw, or a request that
                       // serve() received had no reply-to

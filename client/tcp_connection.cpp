@@ -213,6 +213,8 @@ public:
 
     void publish(std::string_view exchange, std::string_view routingKey, std::string body,
                  const PublishOptions& options) override {
+        if (closed_)
+            throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
         waitForPublishRoom();
         auto payload = std::make_shared<PublishPayload>(PublishPayload{
             std::string(exchange), std::string(routingKey), options, std::move(body)});

@@ -16,9 +16,11 @@ namespace depot::tests {
 
 class TestServer {
 public:
-    explicit TestServer(net::ServerConfig config = {}) : runtime_(io_, clock_) {
-        server_.emplace(runtime_, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0),
-                        config);
+    // Port 0: the kernel picks one. A given port lets a test restart "the same" server.
+    explicit TestServer(net::ServerConfig config = {}, unsigned short port = 0)
+        : runtime_(io_, clock_) {
+        server_.emplace(runtime_,
+                        asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), config);
         port_ = server_->endpoint().port();
         // The guard keeps run() going after stop() has closed the acceptor.
         thread_ = std::thread([this] { io_.run(); });

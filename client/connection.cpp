@@ -1,0 +1,417 @@
+#include "client/connection.h"
+
+#include "client/dispatcher.h"
+#include "client/embedded_connection.h"
+#include "client/tcp_connection.h"
+
+#include <atomic>
+#include <future>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+
+namespace depot::client {
+namespace {
+
+// Lets a consumer's handler calls through until its Consumer is cancelled. After close() returns
+// (called from any thread but the dispatcher's) the handler is not running and is not called
+// again, so it may capture what the Consumer's owner is about to destroy. From the dispatcher
+// thread no handler can be running but the caller, so close() does not wait there.
+class Gate {
+public:
+    // On the dispatcher thread: runs `call` unless the gate is closed; says whether it ran.
+    template <class F> bool pass(F&& call) {
+        std::lock_guard lock(running_);
+        if (!open_)
+            return false;
+        call();
+        return true;
+    }
+
+    void close(bool onDispatcherThread) {
+        open_ = false;
+        if (!onDispatcherThread)
+            std::lock_guard wait(running_); // for a handler call in progress
+    }
+
+private:
+    std::mutex running_;
+    std::atomic<bool> open_{true};
+};
+
+// An Error as plain values (see embedded_connection.cpp): what a waiting request is told when
+// the connection closes, without an exception object crossing threads.
+struct Failure {
+    explicit Failure(const Error& e) : kind(e.kind()), message(e.what()), code(e.code()) {}
+    Error error() const { return Error(kind, message, code); }
+
+    ErrorKind kind;
+    std::string message;
+    core::ErrorCode code;
+};
+
+using ReplyOutcome = std::variant<Reply, Failure>;
+
+Error connectionClosed() {
+    return Error(ErrorKind::CONNECTION_LOST, "the connection was closed");
+}
+
+std::string describeFailure(std::exception_ptr failure) {
+    try {
+        std::rethrow_exception(std::move(failure));
+    } catch (const std::exception& e) {
+        return e.what();
+    } catch (...) {
+        return "an exception that is not a std::exception";
+    }
+}
+
+} // namespace
+
+struct Connection::State {
+    std::mutex handlersMutex;
+    std::shared_ptr<const std::function<void(const ReturnedMessage&)>> onReturn;
+    std::shared_ptr<const std::function<void(const Error&)>> onError;
+    std::shared_ptr<const std::function<void(ConnectionEvent)>> onEvent;
+
+    std::mutex gatesMutex;
+    std::unordered_map<std::string, std::shared_ptr<Gate>> gates; // by consumer tag
+    bool shutDown = false;
+
+    // RPC. setupMutex serializes the (blocking) creation of the reply queue; pendingMutex
+    // guards the rest and is never held across a call, because the transport's thread takes it
+    // to complete a request.
+    std::mutex setupMutex;
+    std::mutex pendingMutex;
+    std::string replyQueue; // "" until the first request (and after resetRequests)
+    std::uint64_t nextCorrelationId = 1;
+    std::unordered_map<std::string, std::shared_ptr<std::promise<ReplyOutcome>>> pending;
+
+    // On the transport's thread: hands a reply to the request waiting for it. A reply nobody
+    // waits for (it timed out, or it is not ours) is dropped.
+    void completeRequest(const Delivery& reply) {
+        std::shared_ptr<std::promise<ReplyOutcome>> waiting;
+        {
+            std::lock_guard lock(pendingMutex);
+            auto it = pending.find(reply.properties().correlationId);
+            if (it == pending.end())
+                return;
+            waiting = std::move(it->second);
+            pending.erase(it);
+        }
+        waiting->set_value(ReplyOutcome(Reply{reply.properties(), reply.body()}));
+    }
+
+    bool forgetRequest(const std::string& correlationId) {
+        std::lock_guard lock(pendingMutex);
+        return pending.erase(correlationId) == 1;
+    }
+
+    // Last, so it is destroyed (stopped and joined) first, while the rest is still valid.
+    Dispatcher dispatcher;
+};
+
+// --- Consumer ---
+
+Consumer::Consumer(Consumer&& other) noexcept
+    : connection_(std::move(other.connection_)), tag_(std::move(other.tag_)) {
+    other.connection_.reset();
+}
+
+Consumer& Consumer::operator=(Consumer&& other) noexcept {
+    if (this != &other) {
+        cancel();
+        connection_ = std::move(other.connection_);
+        tag_ = std::move(other.tag_);
+        other.connection_.reset();
+    }
+    return *this;
+}
+
+Consumer::~Consumer() {
+    cancel();
+}
+
+void Consumer::cancel() {
+    std::shared_ptr<Connection> connection = connection_.lock();
+    connection_.reset();
+    if (!connection)
+        return; // never started, cancelled already, or the connection is gone (and with it
+                // the broker's side of the consumer)
+    Connection::State& state = *connection->state_;
+    try {
+        connection->cancelConsumer(tag_);
+    } catch (const Error& e) {
+        if (e.kind() != ErrorKind::CONNECTION_LOST)
+            connection->notifyError(e);
+    } catch (const std::exception& e) {
+        connection->notifyError(Error(ErrorKind::HANDLER_FAILED,
+                                      "cancelling consumer '" + tag_ + "' failed: " + e.what()));
+    }
+    // After the broker stopped sending: deliveries still queued for the handler are dropped
+    // (and requeued), and a handler call in progress is waited for.
+    std::shared_ptr<Gate> gate;
+    {
+        std::lock_guard lock(state.gatesMutex);
+        auto it = state.gates.find(tag_);
+        if (it != state.gates.end()) {
+            gate = std::move(it->second);
+            state.gates.erase(it);
+        }
+    }
+    if (gate)
+        gate->close(state.dispatcher.onDispatcherThread());
+    // `connection` may be the last reference: the connection closes here, on this thread.
+}
+
+// --- Connection ---
+
+Connection::Connection() : state_(std::make_unique<State>()) {}
+
+Connection::~Connection() = default;
+
+std::shared_ptr<Connection> Connection::open(std::string_view url, ConnectionOptions options) {
+    const BrokerUrl parsed = BrokerUrl::parse(url);
+    switch (parsed.scheme) {
+    case BrokerUrl::Scheme::EMBEDDED:
+        return openEmbeddedConnection(parsed, options);
+    case BrokerUrl::Scheme::DEPOT:
+        return openTcpConnection(parsed, options);
+    }
+    throw Error(ErrorKind::INVALID_ARGUMENT, "unknown URL scheme in '" + std::string(url) + "'");
+}
+
+Consumer Connection::consume(std::string_view queue, Handler handler,
+                             const ConsumeOptions& options) {
+    auto gate = std::make_shared<Gate>();
+    auto userHandler = std::make_shared<const Handler>(std::move(handler));
+    Dispatcher* dispatcher = &state_->dispatcher; // the transport calls `raw` only while open
+    std::weak_ptr<Connection> weak = weak_from_this();
+    RawHandler raw = [dispatcher, gate, userHandler, weak](Delivery delivery) {
+        dispatcher->post([gate, userHandler, weak, delivery = std::move(delivery)]() mutable {
+            std::exception_ptr failure;
+            const bool ran = gate->pass([&] {
+                try {
+                    (*userHandler)(delivery);
+                } catch (...) {
+                    failure = std::current_exception();
+                }
+            });
+            if (!ran) {
+                // Cancelled before the application saw it: give it back to the queue.
+                delivery.reject(true);
+                return;
+            }
+            if (!failure)
+                return; // the connection may be gone now: the handler may have dropped it
+            // The delivery stays as the handler left it (unsettled unless it settled it), as in
+            // AMQP clients; the application hears of the failure.
+            if (std::shared_ptr<Connection> connection = weak.lock())
+                connection->notifyError(Error(ErrorKind::HANDLER_FAILED,
+                                              "the handler of consumer '" + delivery.consumerTag() +
+                                                  "' threw: " + describeFailure(failure)));
+        });
+    };
+    std::string tag = startConsumer(queue, std::move(raw), options);
+    bool shutDown = false;
+    {
+        std::lock_guard lock(state_->gatesMutex);
+        shutDown = state_->shutDown;
+        if (!shutDown)
+            state_->gates[tag] = gate;
+    }
+    if (shutDown)
+        gate->close(state_->dispatcher.onDispatcherThread());
+    return Consumer(weak_from_this(), std::move(tag));
+}
+
+Reply Connection::request(std::string_view exchange, std::string_view routingKey, std::string body,
+                          std::chrono::milliseconds timeout, Properties properties) {
+    State& state = *state_;
+    std::string replyTo;
+    {
+        // The reply queue's consumer is a raw one: replies complete on the transport's thread,
+        // so a request made by a handler on the dispatcher thread does not wait for itself.
+        std::lock_guard setup(state.setupMutex);
+        {
+            std::lock_guard lock(state.pendingMutex);
+            replyTo = state.replyQueue;
+        }
+        if (replyTo.empty()) {
+            QueueDeclareOptions queueOptions;
+            queueOptions.exclusive = true;
+            queueOptions.autoDelete = true;
+            replyTo = declareQueue("", queueOptions).name;
+            ConsumeOptions consumeOptions;
+            consumeOptions.noAck = true;
+            consumeOptions.exclusive = true;
+            State* s = &state; // the transport calls this only while the connection is open
+            (void)startConsumer(
+                replyTo, [s](Delivery reply) { s->completeRequest(reply); }, consumeOptions);
+            std::lock_guard lock(state.pendingMutex);
+            state.replyQueue = replyTo;
+        }
+    }
+
+    auto promise = std::make_shared<std::promise<ReplyOutcome>>();
+    std::future<ReplyOutcome> reply = promise->get_future();
+    std::string correlationId;
+    {
+        std::lock_guard lock(state.pendingMutex);
+        correlationId = "rpc-" + std::to_string(state.nextCorrelationId++);
+        state.pending.emplace(correlationId, std::move(promise));
+    }
+    PublishOptions publishOptions;
+    publishOptions.properties = std::move(properties);
+    publishOptions.properties.replyTo = replyTo;
+    publishOptions.properties.correlationId = correlationId;
+    try {
+        // Confirmed, so that a request the broker refuses fails now rather than at the timeout.
+        const Confirmation confirmation =
+            publishConfirmed(exchange, routingKey, std::move(body), publishOptions);
+        if (!confirmation.ack)
+            throw Error(ErrorKind::BROKER,
+                        "request to '" + std::string(routingKey) +
+                            "' refused: " + confirmation.reason,
+                        core::ErrorCode::RESOURCE_ERROR);
+    } catch (...) {
+        state.forgetRequest(correlationId);
+        throw;
+    }
+    if (reply.wait_for(timeout) != std::future_status::ready &&
+        state.forgetRequest(correlationId)) {
+        // Still pending after the timeout: a reply that comes later is dropped.
+        throw Error(ErrorKind::TIMEOUT, "no reply to request '" + correlationId + "' on '" +
+                                            std::string(routingKey) + "' within " +
+                                            std::to_string(timeout.count()) + " ms");
+    }
+    ReplyOutcome outcome = reply.get();
+    if (outcome.index() == 1)
+        throw std::get<1>(outcome).error(); // what resetRequests said
+    return std::get<0>(std::move(outcome));
+}
+
+Consumer Connection::serve(std::string_view queue, Responder responder, std::uint32_t prefetch) {
+    ConsumeOptions options;
+    options.prefetch = prefetch;
+    std::weak_ptr<Connection> weak = weak_from_this();
+    std::string queueName(queue);
+    return consume(
+        queue,
+        [weak, queueName, responder = std::move(responder)](Delivery& request) {
+            std::shared_ptr<Connection> self = weak.lock();
+            if (!self)
+                return;
+            const Properties& asked = request.properties();
+            if (asked.replyTo.empty()) {
+                request.ack(); // unanswerable, and another try would not change that
+                self->notifyError(Error(ErrorKind::HANDLER_FAILED,
+                                        "a request on '" + queueName +
+                                            "' has no reply-to; acked without an answer"));
+                return;
+            }
+            std::string answer;
+            try {
+                answer = responder(request);
+            } catch (...) {
+                request.reject(false); // dead-lettered if the queue says so
+                self->notifyError(Error(ErrorKind::HANDLER_FAILED,
+                                        "the responder on '" + queueName + "' threw: " +
+                                            describeFailure(std::current_exception())));
+                return;
+            }
+            PublishOptions reply;
+            reply.properties.correlationId = asked.correlationId;
+            self->publish("", asked.replyTo, std::move(answer), reply);
+            request.ack();
+        },
+        options);
+}
+
+void Connection::onReturn(std::function<void(const ReturnedMessage&)> handler) {
+    auto shared = handler ? std::make_shared<const std::function<void(const ReturnedMessage&)>>(
+                                std::move(handler))
+                          : nullptr;
+    std::lock_guard lock(state_->handlersMutex);
+    state_->onReturn = std::move(shared);
+}
+
+void Connection::onError(std::function<void(const Error&)> handler) {
+    auto shared =
+        handler ? std::make_shared<const std::function<void(const Error&)>>(std::move(handler))
+                : nullptr;
+    std::lock_guard lock(state_->handlersMutex);
+    state_->onError = std::move(shared);
+}
+
+void Connection::onEvent(std::function<void(ConnectionEvent)> handler) {
+    auto shared =
+        handler ? std::make_shared<const std::function<void(ConnectionEvent)>>(std::move(handler))
+                : nullptr;
+    std::lock_guard lock(state_->handlersMutex);
+    state_->onEvent = std::move(shared);
+}
+
+Dispatcher& Connection::dispatcher() {
+    return state_->dispatcher;
+}
+
+void Connection::notifyReturn(ReturnedMessage message) {
+    std::shared_ptr<const std::function<void(const ReturnedMessage&)>> handler;
+    {
+        std::lock_guard lock(state_->handlersMutex);
+        handler = state_->onReturn;
+    }
+    if (handler)
+        state_->dispatcher.post([handler, message = std::move(message)] { (*handler)(message); });
+}
+
+void Connection::notifyError(Error error) {
+    std::shared_ptr<const std::function<void(const Error&)>> handler;
+    {
+        std::lock_guard lock(state_->handlersMutex);
+        handler = state_->onError;
+    }
+    if (handler)
+        state_->dispatcher.post([handler, error = std::move(error)] { (*handler)(error); });
+}
+
+void Connection::notifyEvent(ConnectionEvent event) {
+    std::shared_ptr<const std::function<void(ConnectionEvent)>> handler;
+    {
+        std::lock_guard lock(state_->handlersMutex);
+        handler = state_->onEvent;
+    }
+    if (handler)
+        state_->dispatcher.post([handler, event] { (*handler)(event); });
+}
+
+void Connection::resetRequests(const Error& reason) {
+    std::unordered_map<std::string, std::shared_ptr<std::promise<ReplyOutcome>>> pending;
+    {
+        std::lock_guard lock(state_->pendingMutex);
+        state_->replyQueue.clear();
+        pending.swap(state_->pending);
+    }
+    for (auto& entry : pending)
+        entry.second->set_value(ReplyOutcome(std::in_place_index<1>, reason));
+}
+
+void Connection::shutdownDispatcher() {
+    std::unordered_map<std::string, std::shared_ptr<Gate>> gates;
+    {
+        std::lock_guard lock(state_->gatesMutex);
+        state_->shutDown = true;
+        gates.swap(state_->gates);
+    }
+    // First the requests, so that a handler waiting for a reply returns; then the gates:
+    // deliveries not yet handled are dropped (the broker requeued them when the channel closed).
+    resetRequests(connectionClosed());
+    const bool fromTask = state_->dispatcher.onDispatcherThread();
+    for (auto& entry : gates)
+        entry.second->close(fromTask);
+    state_->dispatcher.stop();
+}
+
+} // namespace depot::client

@@ -1,0 +1,72 @@
+#include "client/dispatcher.h"
+
+#include <cstdio>
+#include <exception>
+#include <utility>
+
+namespace depot::client {
+
+Dispatcher::Dispatcher() : queue_(std::make_shared<Queue>()) {
+    thread_ = std::thread([queue = queue_] { run(queue); });
+    threadId_ = thread_.get_id();
+}
+
+Dispatcher::~Dispatcher() {
+    stop();
+    // Destroyed by one of its own tasks: the thread cannot be joined from itself. It holds its
+    // own reference to the queue and exits once that task returns.
+    if (thread_.joinable())
+        thread_.detach();
+}
+
+void Dispatcher::post(std::function<void()> task) {
+    {
+        std::lock_guard lock(queue_->mutex);
+        if (queue_->stopping)
+            return;
+        queue_->tasks.push_back(std::move(task));
+    }
+    queue_->wake.notify_one();
+}
+
+bool Dispatcher::onDispatcherThread() const {
+    return std::this_thread::get_id() == threadId_;
+}
+
+void Dispatcher::stop() {
+    const bool fromTask = onDispatcherThread();
+    std::deque<std::function<void()>> dropped; // destroyed last, outside the lock
+    {
+        std::lock_guard lock(queue_->mutex);
+        queue_->stopping = true;
+        if (fromTask)
+            dropped.swap(queue_->tasks); // run() returns after the task in progress
+    }
+    queue_->wake.notify_one();
+    if (!fromTask && thread_.joinable())
+        thread_.join();
+}
+
+void Dispatcher::run(const std::shared_ptr<Queue>& queue) {
+    std::unique_lock lock(queue->mutex);
+    for (;;) {
+        queue->wake.wait(lock, [&] { return queue->stopping || !queue->tasks.empty(); });
+        if (queue->tasks.empty())
+            return; // stopping, and everything queued before stop() has run
+        std::function<void()> task = std::move(queue->tasks.front());
+        queue->tasks.pop_front();
+        lock.unlock();
+        try {
+            task();
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "depot client: a handler threw: %s\n", e.what());
+        } catch (...) {
+            std::fprintf(stderr, "depot client: a handler threw a non-standard exception\n");
+        }
+        // The task's captures (a user handler, a Delivery) are released outside the lock.
+        task = nullptr;
+        lock.lock();
+    }
+}
+
+} // namespace depot::client

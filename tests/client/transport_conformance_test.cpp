@@ -1,0 +1,675 @@
+// The client API's behaviour, the same over every transport: each body runs once per URL in
+// forEachUrl (embedded:, and depot:// to a depotd started for the test). AMQP 0-9-1 is the
+// reference: routing, acks, prefetch, requeue with the redelivered flag, exclusive queues,
+// mandatory returns and publisher confirms.
+
+#include "tests/client/client_helpers.h"
+#include "tests/client/test_urls.h"
+
+#include "client/connection.h"
+
+#include <doctest/doctest.h>
+
+#include <future>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+using depot::client::Connection;
+using depot::client::ConnectionEvent;
+using depot::client::ConsumeOptions;
+using depot::client::Consumer;
+using depot::client::Delivery;
+using depot::client::Error;
+using depot::client::ExchangeDeclareOptions;
+using depot::client::ExchangeType;
+using depot::client::PublishOptions;
+using depot::client::QueueDeclareOptions;
+using depot::client::ReturnedMessage;
+using depot::tests::bodies;
+using depot::tests::errorOf;
+using depot::tests::forEachUrl;
+using depot::tests::Inbox;
+using depot::tests::readyCount;
+
+namespace {
+
+// A consumer handler that keeps every delivery (unsettled) for the test to look at.
+Connection::Handler into(Inbox<Delivery>& inbox) {
+    return [&inbox](Delivery& d) { inbox.push(d); };
+}
+
+Connection::Handler ackingInto(Inbox<Delivery>& inbox) {
+    return [&inbox](Delivery& d) {
+        d.ack();
+        inbox.push(d);
+    };
+}
+
+} // namespace
+
+TEST_CASE("declare, bind, publish and consume: the message arrives with its properties") {
+    forEachUrl([](const std::string& url) {
+        Inbox<Delivery> inbox;
+        auto connection = Connection::open(url);
+        connection->declareExchange("orders", ExchangeType::DIRECT);
+        CHECK(connection->declareQueue("new-orders").name == "new-orders");
+        connection->bindQueue("new-orders", "orders", "order.new");
+        Consumer consumer = connection->consume("new-orders", ackingInto(inbox));
+
+        PublishOptions options;
+        options.properties.correlationId = "c-1";
+        options.properties.contentType = "text/plain";
+        options.properties.headers.set("region", std::string("eu"));
+        connection->publish("orders", "order.new", "parcel 42", options);
+        connection->publish("orders", "order.other", "not bound", options);
+
+        REQUIRE(inbox.waitFor(1));
+        const Delivery d = inbox.at(0);
+        CHECK(d.body() == "parcel 42");
+        CHECK(d.exchange() == "orders");
+        CHECK(d.routingKey() == "order.new");
+        CHECK(d.consumerTag() == consumer.tag());
+        CHECK_FALSE(d.redelivered());
+        CHECK(d.properties().correlationId == "c-1");
+        CHECK(d.properties().contentType == "text/plain");
+        REQUIRE(d.properties().headers.getString("region"));
+        CHECK(*d.properties().headers.getString("region") == "eu");
+        CHECK(readyCount(*connection, "new-orders") == 0);
+    });
+}
+
+TEST_CASE("point-to-point through the default exchange, between two connections") {
+    forEachUrl([](const std::string& url) {
+        Inbox<Delivery> inbox;
+        auto sender = Connection::open(url);
+        auto receiver = Connection::open(url);
+        receiver->declareQueue("tasks");
+        Consumer consumer = receiver->consume("tasks", ackingInto(inbox));
+
+        const auto confirmation = sender->publishConfirmed("", "tasks", "task 1");
+        CHECK(confirmation.ack);
+        CHECK(confirmation.queues == 1);
+        CHECK_FALSE(confirmation.returned);
+        sender->publish("", "tasks", "task 2");
+
+        REQUIRE(inbox.waitFor(2));
+        CHECK(bodies(inbox.items()) == std::vector<std::string>{"task 1", "task 2"});
+        CHECK(inbox.at(0).exchange().empty());
+        CHECK(inbox.at(0).routingKey() == "tasks");
+    });
+}
+
+TEST_CASE("fanout: every bound queue gets a copy") {
+    forEachUrl([](const std::string& url) {
+        Inbox<Delivery> billing;
+        Inbox<Delivery> tracking;
+        auto connection = Connection::open(url);
+        connection->declareExchange("package-events", ExchangeType::FANOUT);
+        for (const char* queue : {"billing", "tracking"}) {
+            connection->declareQueue(queue);
+            connection->bindQueue(queue, "package-events", "ignored");
+        }
+        Consumer a = connection->consume("billing", ackingInto(billing));
+        Consumer b = connection->consume("tracking", ackingInto(tracking));
+
+        connection->publish("package-events", "any.key", "delivered");
+        REQUIRE(billing.waitFor(1));
+        REQUIRE(tracking.waitFor(1));
+        CHECK(billing.at(0).body() == "delivered");
+        CHECK(tracking.at(0).body() == "delivered");
+    });
+}
+
+TEST_CASE("topic: * matches one word, # matches any number") {
+    forEachUrl([](const std::string& url) {
+        Inbox<Delivery> eu;
+        Inbox<Delivery> all;
+        auto connection = Connection::open(url);
+        connection->declareExchange("packages", ExchangeType::TOPIC);
+        connection->declareQueue("eu");
+        connection->declareQueue("all");
+        connection->bindQueue("eu", "packages", "package.eu.*");
+        connection->bindQueue("all", "packages", "package.#");
+        Consumer a = connection->consume("eu", ackingInto(eu));
+        Consumer b = connection->consume("all", ackingInto(all));
+
+        for (const char* key : {"package.eu.delivered", "package.us.delivered",
+                                "package.eu.hub.arrived", "invoice.eu.sent"}) {
+            const auto confirmation = connection->publishConfirmed("packages", key, key);
+            CHECK(confirmation.queues == (std::string(key) == "package.eu.delivered" ? 2u
+                                          : std::string(key).starts_with("package.") ? 1u
+                                                                                     : 0u));
+        }
+        REQUIRE(all.waitFor(3));
+        REQUIRE(eu.waitFor(1));
+        CHECK(bodies(eu.items()) == std::vector<std::string>{"package.eu.delivered"});
+        CHECK(bodies(all.items()) == std::vector<std::string>{"package.eu.delivered",
+                                                              "package.us.delivered",
+                                                              "package.eu.hub.arrived"});
+    });
+}
+
+TEST_CASE("competing consumers share a queue round-robin") {
+    forEachUrl([](const std::string& url) {
+        Inbox<Delivery> first;
+        Inbox<Delivery> second;
+        auto one = Connection::open(url);
+        auto two = Connection::open(url);
+        one->declareQueue("work");
+        Consumer a = one->consume("work", ackingInto(first));
+        Consumer b = two->consume("work", ackingInto(second));
+
+        for (int i = 0; i < 6; ++i)
+            (void)one->publishConfirmed("", "work", "job " + std::to_string(i));
+        REQUIRE(first.waitFor(3));
+        REQUIRE(second.waitFor(3));
+        CHECK(first.size() == 3);
+        CHECK(second.size() == 3);
+        // Alternating: one gets the even jobs and the other the odd ones.
+        const std::vector<std::string> even{"job 0", "job 2", "job 4"};
+        const std::vector<std::string> odd{"job 1", "job 3", "job 5"};
+        const auto got = bodies(first.items());
+        CHECK((got == even || got == odd));
+    });
+}
+
+TEST_CASE("prefetch: a consumer holds at most `prefetch` unacked deliveries") {
+    forEachUrl([](const std::string& url) {
+        Inbox<Delivery> inbox;
+        auto connection = Connection::open(url);
+        connection->declareQueue("slow");
+        ConsumeOptions options;
+        options.prefetch = 2;
+        Consumer consumer = connection->consume("slow", into(inbox), options);
+        for (int i = 0; i < 5; ++i)
+            (void)connection->publishConfirmed("", "slow", "m" + std::to_string(i));
+
+        REQUIRE(inbox.waitFor(2));
+        // The broker has decided by the time the confirms are back: 3 wait in the queue.
+        CHECK(readyCount(*connection, "slow") == 3);
+        CHECK(inbox.size() == 2);
+
+        Delivery oldest = inbox.at(0);
+        oldest.ack();
+        REQUIRE(inbox.waitFor(3));
+        CHECK(bodies(inbox.items()) == std::vector<std::string>{"m0", "m1", "m2"});
+        CHECK(readyCount(*connection, "slow") == 2);
+    });
+}
+
+TEST_CASE("nack and reject with requeue redeliver the message with the redelivered flag") {
+    forEachUrl([](const std::string& url) {
+        Inbox<Delivery> inbox;
+        auto connection = Connection::open(url);
+        connection->declareQueue("retry");
+        int calls = 0;
+        Consumer consumer = connection->consume("retry", [&inbox, &calls](Delivery& d) {
+            ++calls; // the dispatcher runs one handler at a time
+            if (calls == 1)
+                d.nack(true);
+            else if (calls == 2)
+                d.reject(true);
+            else
+                d.ack();
+            inbox.push(d);
+        });
+        connection->publish("", "retry", "flaky");
+        REQUIRE(inbox.waitFor(3));
+        const auto got = inbox.items();
+        CHECK_FALSE(got[0].redelivered());
+        CHECK(got[1].redelivered());
+        CHECK(got[2].redelivered());
+        CHECK(bodies(got) == std::vector<std::string>{"flaky", "flaky", "flaky"});
+        CHECK(readyCount(*connection, "retry") == 0);
+    });
+}
+
+TEST_CASE("reject and nack without requeue drop the message") {
+    forEachUrl([](const std::string& url) {
+        auto connection = Connection::open(url);
+        connection->declareQueue("q");
+        (void)connection->publishConfirmed("", "q", "a");
+        (void)connection->publishConfirmed("", "q", "b");
+        auto a = connection->get("q");
+        REQUIRE(a);
+        a->reject(false);
+        auto b = connection->get("q");
+        REQUIRE(b);
+        CHECK(b->body() == "b");
+        b->nack(false);
+        CHECK_FALSE(connection->get("q"));
+        connection->close();
+        auto other = Connection::open(url);
+        CHECK(readyCount(*other, "q") == 0); // nothing came back when the channel closed
+    });
+}
+
+TEST_CASE("get takes the head of the queue: purge empties it") {
+    forEachUrl([](const std::string& url) {
+        auto connection = Connection::open(url);
+        connection->declareQueue("q");
+        CHECK_FALSE(connection->get("q"));
+        for (const char* body : {"one", "two", "three", "four"})
+            (void)connection->publishConfirmed("", "q", body);
+
+        std::optional<Delivery> first = connection->get("q");
+        REQUIRE(first);
+        CHECK(first->body() == "one");
+        CHECK(first->consumerTag().empty());
+        CHECK_FALSE(first->redelivered());
+        CHECK_FALSE(first->settled());
+        first->reject(true); // back to the head
+        std::optional<Delivery> again = connection->get("q");
+        REQUIRE(again);
+        CHECK(again->body() == "one");
+        CHECK(again->redelivered());
+        again->ack();
+
+        std::optional<Delivery> noAck = connection->get("q", true);
+        REQUIRE(noAck);
+        CHECK(noAck->body() == "two");
+        CHECK(noAck->settled()); // nothing to acknowledge
+
+        CHECK(connection->purge("q") == 2);
+        CHECK_FALSE(connection->get("q"));
+        CHECK(connection->deleteQueue("q") == 0);
+    });
+}
+
+TEST_CASE("broker refusals are thrown as Error with AMQP's code") {
+    forEachUrl([](const std::string& url) {
+        auto connection = Connection::open(url);
+        connection->declareQueue("q");
+        CHECK(errorOf([&] { connection->bindQueue("q", "no-such-exchange", "k"); }) ==
+              "BROKER/NOT_FOUND");
+        QueueDeclareOptions durable;
+        durable.durable = true;
+        CHECK(errorOf([&] { (void)connection->declareQueue("q", durable); }) ==
+              "BROKER/PRECONDITION_FAILED");
+        QueueDeclareOptions passive;
+        passive.passive = true;
+        CHECK(errorOf([&] { (void)connection->declareQueue("missing", passive); }) ==
+              "BROKER/NOT_FOUND");
+        ExchangeDeclareOptions passiveExchange;
+        passiveExchange.passive = true;
+        CHECK(errorOf([&] {
+                  connection->declareExchange("missing", ExchangeType::DIRECT, passiveExchange);
+              }) == "BROKER/NOT_FOUND");
+        CHECK(errorOf([&] { (void)connection->publishConfirmed("no-such-exchange", "k", "x"); }) ==
+              "BROKER/NOT_FOUND");
+        CHECK(errorOf([&] { connection->declareExchange("amq.mine", ExchangeType::FANOUT); }) ==
+              "BROKER/ACCESS_REFUSED");
+        QueueDeclareOptions badArgument;
+        badArgument.arguments.set("x-message-ttl", std::string("soon"));
+        CHECK(errorOf([&] { (void)connection->declareQueue("ttl", badArgument); }) ==
+              "BROKER/PRECONDITION_FAILED");
+
+        try {
+            connection->bindQueue("q", "no-such-exchange", "k");
+        } catch (const Error& e) {
+            CHECK(std::string(e.what()) ==
+                  "NOT_FOUND - no exchange 'no-such-exchange' in vhost '/'");
+        }
+        // The connection is still usable after a refusal.
+        CHECK(connection->publishConfirmed("", "q", "still fine").queues == 1);
+    });
+}
+
+TEST_CASE("a fire-and-forget publish that the broker refuses reaches onError") {
+    forEachUrl([](const std::string& url) {
+        Inbox<std::string> errors;
+        auto connection = Connection::open(url);
+        connection->onError([&errors](const Error& e) {
+            errors.push(e.kind() == depot::client::ErrorKind::BROKER
+                            ? std::string(depot::core::errorCodeName(e.code()))
+                            : std::string("other"));
+        });
+        connection->publish("no-such-exchange", "k", "lost");
+        REQUIRE(errors.waitFor(1));
+        CHECK(errors.at(0) == "NOT_FOUND");
+    });
+}
+
+TEST_CASE("a mandatory message that routes nowhere comes back to onReturn") {
+    forEachUrl([](const std::string& url) {
+        Inbox<ReturnedMessage> returned;
+        auto connection = Connection::open(url);
+        connection->onReturn([&returned](const ReturnedMessage& m) { returned.push(m); });
+        connection->declareExchange("events", ExchangeType::DIRECT);
+
+        PublishOptions mandatory;
+        mandatory.mandatory = true;
+        mandatory.properties.messageId = "m-7";
+        connection->publish("events", "nobody.listens", "echo", mandatory);
+        REQUIRE(returned.waitFor(1));
+        CHECK(returned.at(0).exchange == "events");
+        CHECK(returned.at(0).routingKey == "nobody.listens");
+        CHECK(returned.at(0).body == "echo");
+        CHECK(returned.at(0).properties.messageId == "m-7");
+
+        const auto confirmation = connection->publishConfirmed("", "no-queue", "x", mandatory);
+        CHECK(confirmation.ack);
+        CHECK(confirmation.returned);
+        CHECK(confirmation.queues == 0);
+        REQUIRE(returned.waitFor(2));
+
+        // Without mandatory, an unroutable message is dropped silently.
+        const auto dropped = connection->publishConfirmed("", "no-queue", "x");
+        CHECK_FALSE(dropped.returned);
+        CHECK(dropped.queues == 0);
+    });
+}
+
+TEST_CASE("publishConfirmed counts the queues reached, and a full queue nacks") {
+    forEachUrl([](const std::string& url) {
+        auto connection = Connection::open(url);
+        connection->declareExchange("broadcast", ExchangeType::FANOUT);
+        for (const char* queue : {"q1", "q2", "q3"}) {
+            connection->declareQueue(queue);
+            connection->bindQueue(queue, "broadcast", "");
+        }
+        CHECK(connection->publishConfirmed("broadcast", "", "hello").queues == 3);
+
+        QueueDeclareOptions bounded;
+        bounded.arguments.set("x-max-length", std::int64_t{1});
+        bounded.arguments.set("x-overflow", std::string("reject-publish"));
+        connection->declareQueue("bounded", bounded);
+        CHECK(connection->publishConfirmed("", "bounded", "first").ack);
+        const auto refused = connection->publishConfirmed("", "bounded", "second");
+        CHECK_FALSE(refused.ack);
+        CHECK_FALSE(refused.reason.empty());
+        CHECK(readyCount(*connection, "bounded") == 1);
+    });
+}
+
+TEST_CASE("exchange arguments: an alternate exchange takes what the exchange cannot route") {
+    forEachUrl([](const std::string& url) {
+        auto connection = Connection::open(url);
+        connection->declareExchange("unrouted", ExchangeType::FANOUT);
+        connection->declareQueue("lost-and-found");
+        connection->bindQueue("lost-and-found", "unrouted", "");
+        ExchangeDeclareOptions options;
+        options.arguments.set("alternate-exchange", std::string("unrouted"));
+        connection->declareExchange("main", ExchangeType::DIRECT, options);
+        connection->declareQueue("known");
+        connection->bindQueue("known", "main", "known");
+
+        CHECK(connection->publishConfirmed("main", "unknown", "stray").queues == 1);
+        auto stray = connection->get("lost-and-found", true);
+        REQUIRE(stray);
+        CHECK(stray->body() == "stray");
+        // Redeclaring with the same arguments is fine; without them it is not equivalent.
+        connection->declareExchange("main", ExchangeType::DIRECT, options);
+        CHECK(errorOf([&] { connection->declareExchange("main", ExchangeType::DIRECT); }) ==
+              "BROKER/PRECONDITION_FAILED");
+    });
+}
+
+TEST_CASE("exchange-to-exchange bindings and unbinding") {
+    forEachUrl([](const std::string& url) {
+        auto connection = Connection::open(url);
+        connection->declareExchange("front", ExchangeType::TOPIC);
+        connection->declareExchange("back", ExchangeType::FANOUT);
+        connection->declareQueue("sink");
+        connection->bindQueue("sink", "back", "");
+        connection->bindExchange("back", "front", "a.*");
+        CHECK(connection->publishConfirmed("front", "a.b", "x").queues == 1);
+        CHECK(connection->publishConfirmed("front", "z.b", "x").queues == 0);
+        connection->unbindExchange("back", "front", "a.*");
+        CHECK(connection->publishConfirmed("front", "a.b", "x").queues == 0);
+        connection->unbindQueue("sink", "back", "");
+        CHECK(connection->publishConfirmed("back", "", "x").queues == 0);
+        connection->deleteExchange("front");
+        CHECK(errorOf([&] { (void)connection->publishConfirmed("front", "a.b", "x"); }) ==
+              "BROKER/NOT_FOUND");
+    });
+}
+
+TEST_CASE("an exclusive queue is its connection's alone and is deleted when it closes") {
+    forEachUrl([](const std::string& url) {
+        auto owner = Connection::open(url);
+        auto other = Connection::open(url);
+        QueueDeclareOptions exclusive;
+        exclusive.exclusive = true;
+        owner->declareQueue("private", exclusive);
+        CHECK(errorOf([&] { (void)other->get("private"); }) == "BROKER/RESOURCE_LOCKED");
+
+        // A server-named queue: the broker picks the name.
+        const std::string generated = owner->declareQueue("", exclusive).name;
+        CHECK_FALSE(generated.empty());
+
+        owner->close();
+        CHECK(errorOf([&] { (void)readyCount(*other, "private"); }) == "BROKER/NOT_FOUND");
+        CHECK(errorOf([&] { (void)readyCount(*other, generated); }) == "BROKER/NOT_FOUND");
+        CHECK(errorOf([&] { owner->declareQueue("again"); }) == "CONNECTION_LOST");
+    });
+}
+
+TEST_CASE("unacked deliveries are requeued, redelivered, when their connection closes") {
+    forEachUrl([](const std::string& url) {
+        Inbox<Delivery> inbox;
+        auto observer = Connection::open(url);
+        observer->declareQueue("jobs");
+        (void)observer->publishConfirmed("", "jobs", "job A");
+        (void)observer->publishConfirmed("", "jobs", "job B");
+        {
+            auto worker = Connection::open(url);
+            Consumer consumer = worker->consume("jobs", into(inbox));
+            REQUIRE(inbox.waitFor(2));
+            CHECK(readyCount(*observer, "jobs") == 0);
+            worker->close();
+        }
+        CHECK(readyCount(*observer, "jobs") == 2);
+        auto a = observer->get("jobs");
+        REQUIRE(a);
+        CHECK(a->body() == "job A");
+        CHECK(a->redelivered());
+
+        // The same when the connection is just dropped, without close().
+        auto worker = Connection::open(url);
+        auto held = worker->get("jobs");
+        REQUIRE(held);
+        CHECK(held->body() == "job B");
+        worker.reset();
+        CHECK(readyCount(*observer, "jobs") == 1);
+        // Acknowledging after the connection is gone does nothing.
+        held->ack();
+        CHECK(held->settled());
+    });
+}
+
+TEST_CASE("destroying a Consumer cancels it: its handler is not called again") {
+    forEachUrl([](const std::string& url) {
+        Inbox<Delivery> inbox;
+        auto connection = Connection::open(url);
+        connection->declareQueue("q");
+        {
+            Consumer consumer = connection->consume("q", ackingInto(inbox));
+            connection->publish("", "q", "before");
+            REQUIRE(inbox.waitFor(1));
+        }
+        CHECK(connection->publishConfirmed("", "q", "after").queues == 1);
+        auto after = connection->get("q");
+        REQUIRE(after);
+        CHECK(after->body() == "after");
+        CHECK(inbox.size() == 1);
+
+        // cancel() is the same; twice is harmless; a moved-from Consumer owns nothing.
+        Consumer first = connection->consume("q", ackingInto(inbox));
+        Consumer moved = std::move(first);
+        first.cancel();
+        connection->publish("", "q", "to moved");
+        REQUIRE(inbox.waitFor(2));
+        moved.cancel();
+        moved.cancel();
+        CHECK(connection->publishConfirmed("", "q", "nobody").queues == 1);
+        CHECK(inbox.size() == 2);
+    });
+}
+
+TEST_CASE("deliveries queued for a cancelled consumer go back to the queue") {
+    forEachUrl([](const std::string& url) {
+        Inbox<std::string> seen;
+        auto connection = Connection::open(url);
+        connection->declareQueue("q");
+        for (int i = 0; i < 20; ++i)
+            (void)connection->publishConfirmed("", "q", "m" + std::to_string(i));
+        std::unique_ptr<Consumer> consumer;
+        std::promise<void> started;
+        std::shared_future<void> ready = started.get_future().share();
+        // The first handler call cancels its own consumer: the 19 deliveries already posted to
+        // the dispatcher are not handled, and the broker gets them back.
+        consumer = std::make_unique<Consumer>(
+            connection->consume("q", [&seen, &consumer, ready](Delivery& d) {
+                ready.wait(); // until `consumer` is set
+                d.ack();
+                seen.push(d.body());
+                consumer->cancel();
+            }));
+        started.set_value();
+        REQUIRE(seen.waitFor(1));
+        CHECK(depot::tests::eventually([&] { return readyCount(*connection, "q") == 19; }));
+        CHECK(seen.size() == 1);
+        auto next = connection->get("q");
+        REQUIRE(next);
+        CHECK(next->body() == "m1");
+    });
+}
+
+TEST_CASE("a Consumer that outlives its connection is harmless") {
+    forEachUrl([](const std::string& url) {
+        Inbox<Delivery> inbox;
+        Consumer consumer;
+        {
+            auto connection = Connection::open(url);
+            connection->declareQueue("q");
+            consumer = connection->consume("q", into(inbox));
+            (void)connection->publishConfirmed("", "q", "x");
+            REQUIRE(inbox.waitFor(1));
+        }
+        consumer.cancel();
+        Delivery late = inbox.at(0);
+        late.ack(); // the connection is gone: nothing to do
+        CHECK(late.settled());
+    });
+}
+
+TEST_CASE("a handler may make blocking calls on its own connection") {
+    forEachUrl([](const std::string& url) {
+        Inbox<std::string> results;
+        auto connection = Connection::open(url);
+        connection->declareQueue("requests");
+        Connection& c = *connection;
+        Consumer consumer = c.consume("requests", [&c, &results](Delivery& d) {
+            c.declareQueue("audit");
+            const auto confirmation = c.publishConfirmed("", "audit", "saw " + d.body());
+            auto copy = c.get("audit", true);
+            d.ack();
+            results.push(std::to_string(confirmation.queues) + ":" + (copy ? copy->body() : "-"));
+        });
+        connection->publish("", "requests", "r1");
+        REQUIRE(results.waitFor(1));
+        CHECK(results.at(0) == "1:saw r1");
+    });
+}
+
+TEST_CASE("handlers run one at a time, in order, off the caller's thread") {
+    forEachUrl([](const std::string& url) {
+        Inbox<std::string> order;
+        auto connection = Connection::open(url);
+        connection->declareQueue("q");
+        int running = 0;
+        bool overlapped = false;
+        const auto caller = std::this_thread::get_id();
+        bool onCaller = false;
+        Consumer consumer = connection->consume(
+            "q", [&order, &running, &overlapped, &onCaller, caller](Delivery& d) {
+                overlapped = overlapped || ++running > 1;
+                onCaller = onCaller || std::this_thread::get_id() == caller;
+                d.ack();
+                --running;
+                order.push(d.body());
+            });
+        std::vector<std::string> expected;
+        for (int i = 0; i < 50; ++i) {
+            expected.push_back(std::to_string(i));
+            connection->publish("", "q", expected.back());
+        }
+        REQUIRE(order.waitFor(50));
+        CHECK(order.items() == expected);
+        CHECK_FALSE(overlapped);
+        CHECK_FALSE(onCaller);
+    });
+}
+
+TEST_CASE("a handler may drop the last reference to its own connection") {
+    forEachUrl([](const std::string& url) {
+        Inbox<std::string> done;
+        auto observer = Connection::open(url);
+        observer->declareQueue("q");
+        (void)observer->publishConfirmed("", "q", "last words");
+        std::shared_ptr<Connection> worker = Connection::open(url);
+        std::promise<void> started;
+        std::shared_future<void> ready = started.get_future().share();
+        Connection::Handler handler = [&worker, &done, ready](Delivery& d) {
+            ready.wait(); // until consume() has returned: the test no longer touches `worker`
+            d.ack();
+            std::shared_ptr<Connection> last = std::move(worker);
+            last.reset(); // closes the connection here, on its own dispatcher thread
+            done.push(d.body());
+        };
+        Consumer consumer = worker->consume("q", std::move(handler));
+        started.set_value();
+        REQUIRE(done.waitFor(1));
+        CHECK(done.at(0) == "last words");
+        CHECK(depot::tests::eventually([&] { return observer->get("q", true) == std::nullopt; }));
+        consumer.cancel(); // its connection is gone: nothing to do
+    });
+}
+
+TEST_CASE("a handler that throws is reported to onError: the consumer goes on") {
+    forEachUrl([](const std::string& url) {
+        Inbox<std::string> errors;
+        Inbox<std::string> handled;
+        auto connection = Connection::open(url);
+        connection->onError([&errors](const Error& e) { errors.push(e.what()); });
+        connection->declareQueue("q");
+        Consumer consumer = connection->consume("q", [&handled](Delivery& d) {
+            d.ack();
+            if (d.body() == "bad")
+                throw std::runtime_error("cannot parse");
+            handled.push(d.body());
+        });
+        connection->publish("", "q", "bad");
+        connection->publish("", "q", "good");
+        REQUIRE(errors.waitFor(1));
+        REQUIRE(handled.waitFor(1));
+        CHECK(errors.at(0).find("cannot parse") != std::string::npos);
+        CHECK(handled.at(0) == "good");
+    });
+}
+
+TEST_CASE("close: CLOSED reaches onEvent, later calls throw CONNECTION_LOST") {
+    forEachUrl([](const std::string& url) {
+        Inbox<ConnectionEvent> events;
+        auto connection = Connection::open(url);
+        connection->onEvent([&events](ConnectionEvent e) { events.push(e); });
+        connection->declareQueue("q");
+        connection->close();
+        connection->close(); // twice is harmless
+        REQUIRE(events.waitFor(1));
+        CHECK(events.at(0) == ConnectionEvent::CLOSED);
+        CHECK(errorOf([&] { connection->publish("", "q", "x"); }) == "CONNECTION_LOST");
+        CHECK(errorOf([&] { (void)connection->get("q"); }) == "CONNECTION_LOST");
+        CHECK(errorOf([&] { (void)connection->consume("q", [](Delivery&) {}); }) ==
+              "CONNECTION_LOST");
+    });
+}
+
+TEST_CASE("Connection::open rejects bad URLs before connecting") {
+    CHECK(errorOf([] { (void)Connection::open("amqp://localhost"); }) == "INVALID_ARGUMENT");
+    CHECK(errorOf([] { (void)Connection::open("nonsense"); }) == "INVALID_ARGUMENT");
+}
