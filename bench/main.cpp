@@ -1,6 +1,7 @@
 // depot-bench: measurements of Depot, one subcommand per benchmark. Each subcommand lives in its
 // own file and registers itself here with its add...Command function; main only wires them up.
 
+#include "bench/e2e_bench.h"
 #include "bench/route_bench.h"
 
 #include <CLI/CLI.hpp>
@@ -11,6 +12,7 @@ int main(int argc, char** argv) {
                  "asserts on speed."};
     app.require_subcommand(1);
     depot::bench::addRouteCommand(app);
+    depot::bench::addE2eCommand(app);
     CLI11_PARSE(app, argc, argv);
     return 0;
 }

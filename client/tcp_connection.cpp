@@ -61,8 +61,7 @@ private:
 class TcpConnection final : public Connection {
 public:
     TcpConnection(BrokerUrl url, ConnectionOptions options)
-        : url_(std::move(url)), options_(std::move(options)), socket_(io_), timer_(io_),
-          scratch_(SCRATCH_WORDS) {}
+        : url_(std::move(url)), options_(std::move(options)), socket_(io_), timer_(io_) {}
 
     ~TcpConnection() override {
         try {
@@ -293,7 +292,12 @@ protected:
 
     void cancelConsumer(const std::string& tag) override {
         runOnIo([this, tag] {
-            if (consumers_.erase(tag) == 0 || link_ != Link::OPEN)
+            auto it = consumers_.find(tag);
+            if (it == consumers_.end())
+                return;
+            cancelledNeedAck_[tag] = !it->second->options.noAck;
+            consumers_.erase(it);
+            if (link_ != Link::OPEN)
                 return;
             request([tag](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
                           std::shared_ptr<const void>&) { f.setCancel(wireText(tag)); },
@@ -715,7 +719,7 @@ private:
         std::shared_ptr<const void> keepAlive;
         {
             capnp::MallocMessageBuilder builder(
-                kj::ArrayPtr<capnp::word>(scratch_.data(), scratch_.size()));
+                kj::ArrayPtr<capnp::word>(scratch_.get(), SCRATCH_WORDS));
             wire::Frame::Builder frame = builder.initRoot<wire::Frame>();
             frame.setRequestId(requestId);
             fill(builder, frame, external, keepAlive);
@@ -801,8 +805,21 @@ private:
         case wire::Frame::DELIVER: {
             const auto d = frame.getDeliver();
             auto it = consumers_.find(text(d.getConsumerTag()));
-            if (it == consumers_.end())
-                return; // cancelled meanwhile: the broker requeues it when we close
+            if (it == consumers_.end()) {
+                // Sent before the broker saw our cancel: give it back to the queue now rather
+                // than hold it unacked until the connection closes.
+                auto cancelled = cancelledNeedAck_.find(text(d.getConsumerTag()));
+                if (cancelled != cancelledNeedAck_.end() && cancelled->second) {
+                    const std::uint64_t tag = d.getMessage().getDeliveryTag();
+                    sendFrame(0, [tag](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                                       std::shared_ptr<const void>&) {
+                        auto r = f.initReject();
+                        r.setDeliveryTag(tag);
+                        r.setRequeue(true);
+                    });
+                }
+                return;
+            }
             const std::shared_ptr<ConsumerRecord> consumer = it->second;
             consumer->handler(
                 toDelivery(text(d.getConsumerTag()), d.getMessage(), !consumer->options.noAck));
@@ -881,11 +898,13 @@ private:
         updateBacklog();
         flushPosted_ = false;
         returnedIds_.clear();
+        cancelledNeedAck_.clear();
         auto pending = std::move(pending_);
         pending_.clear();
         const Error lost(ErrorKind::CONNECTION_LOST, "connection lost: " + downReason_);
         for (auto& [id, callback] : pending)
             callback(nullptr, &lost);
+        resetRequests(lost); // RPC calls in flight; the next request() makes a new reply queue
         if (wasOpen && !giveUp_)
             notifyEvent(ConnectionEvent::DISCONNECTED);
         if (!giveUp_ && options_.reconnect && !connectPromise_)
@@ -944,7 +963,7 @@ private:
     asio::steady_timer timer_;
     protocol::FrameReader reader_;
     protocol::Outbox outbox_;
-    std::vector<capnp::word> scratch_;
+    std::unique_ptr<capnp::word[]> scratch_ = std::make_unique<capnp::word[]>(SCRATCH_WORDS);
     bool flushPosted_ = false;
     Link link_ = Link::DOWN;
     std::uint64_t generation_ = 0; // bumped when a link goes down: late callbacks see it
@@ -959,6 +978,9 @@ private:
     std::unordered_map<std::uint64_t, Callback> pending_;
     std::set<std::uint64_t> returnedIds_;
     std::map<std::string, std::shared_ptr<ConsumerRecord>> consumers_;
+    // Consumers cancelled on this link, and whether their deliveries need an ack: deliveries
+    // still in flight for them are rejected back to the queue. Cleared when the link goes.
+    std::map<std::string, bool> cancelledNeedAck_;
     Topology topology_;
     SteadyClock::time_point lastRead_;
     SteadyClock::time_point lastWrite_;

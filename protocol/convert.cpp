@@ -1,5 +1,6 @@
 #include "protocol/convert.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 
@@ -8,6 +9,8 @@ namespace depot::protocol {
 namespace {
 
 constexpr std::size_t WORD = 8;
+// 100 years: any time or duration from the wire stays far from int64 nanoseconds' limit.
+constexpr std::uint64_t MAX_DURATION_MS = 100ull * 365 * 24 * 3600 * 1000;
 // Below this a body is copied into the frame: a separate write range costs more than a memcpy.
 constexpr std::size_t REFERENCE_MIN_BYTES = 4096;
 
@@ -87,8 +90,8 @@ core::Properties fromWire(wire::Properties::Reader in) {
         break;
     case wire::Properties::Expiration::MILLISECONDS: {
         const std::uint64_t ms = in.getExpiration().getMilliseconds();
-        // RabbitMQ takes expirations up to 2^32 - 1 ms... of text; bound it to what fits.
-        if (ms > static_cast<std::uint64_t>(INT64_MAX / 1'000'000))
+        // Bounded so that now + expiration, in nanoseconds, cannot overflow anywhere.
+        if (ms > MAX_DURATION_MS)
             throw ProtocolError(core::ErrorCode::PRECONDITION_FAILED,
                                 "invalid expiration " + std::to_string(ms) + " ms");
         p.expiration = core::Milliseconds(static_cast<std::int64_t>(ms));
@@ -156,7 +159,12 @@ std::vector<core::DeathRecord> fromWire(capnp::List<wire::Death>::Reader deaths)
         record.exchange = text(d.getExchange());
         for (capnp::Text::Reader key : d.getRoutingKeys())
             record.routingKeys.push_back(text(key));
-        record.time = core::TimePoint(std::chrono::milliseconds(d.getTimeMs()));
+        // A time from the wire is only shown, never computed with; clamp it so that converting
+        // it to the clock's nanoseconds cannot overflow (found by the frame fuzzer).
+        const std::int64_t ms =
+            std::clamp<std::int64_t>(d.getTimeMs(), -static_cast<std::int64_t>(MAX_DURATION_MS),
+                                     static_cast<std::int64_t>(MAX_DURATION_MS));
+        record.time = core::TimePoint(std::chrono::milliseconds(ms));
         out.push_back(std::move(record));
     }
     return out;

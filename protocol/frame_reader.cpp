@@ -14,20 +14,26 @@ constexpr std::size_t WORD = sizeof(capnp::word);
 FrameReader::FrameReader(std::size_t maxFrameBytes) : maxFrameBytes_(maxFrameBytes) {}
 
 std::span<std::byte> FrameReader::writable(std::size_t atLeast) {
-    const std::size_t capacity = buffer_.size() * WORD;
+    const std::size_t capacity = words_ * WORD;
     if (capacity - end_ < atLeast) {
-        // Move the unread bytes to the front first: usually that makes room without growing.
-        if (begin_ > 0) {
-            auto* bytes = reinterpret_cast<std::byte*>(buffer_.data());
-            std::memmove(bytes, bytes + begin_, end_ - begin_);
-            end_ -= begin_;
-            begin_ = 0;
+        auto* bytes = reinterpret_cast<std::byte*>(buffer_.get());
+        const std::size_t unread = end_ - begin_;
+        if (capacity - unread >= atLeast) {
+            // Moving the unread bytes to the front makes room without growing.
+            std::memmove(bytes, bytes + begin_, unread);
+        } else {
+            const std::size_t words = (std::max(capacity * 2, unread + atLeast) + WORD - 1) / WORD;
+            std::unique_ptr<capnp::word[]> grown(new capnp::word[words]);
+            if (unread > 0)
+                std::memcpy(grown.get(), bytes + begin_, unread);
+            buffer_ = std::move(grown);
+            words_ = words;
         }
-        if (capacity - end_ < atLeast)
-            buffer_.resize((std::max(capacity * 2, end_ + atLeast) + WORD - 1) / WORD);
+        end_ = unread;
+        begin_ = 0;
     }
-    auto* bytes = reinterpret_cast<std::byte*>(buffer_.data());
-    return {bytes + end_, buffer_.size() * WORD - end_};
+    auto* bytes = reinterpret_cast<std::byte*>(buffer_.get());
+    return {bytes + end_, words_ * WORD - end_};
 }
 
 void FrameReader::commit(std::size_t bytes) {
@@ -46,7 +52,7 @@ FrameReader::Status FrameReader::next(std::optional<capnp::FlatArrayMessageReade
     const std::size_t available = end_ - begin_;
     if (available < WORD)
         return Status::NEED_MORE;
-    const capnp::word* start = buffer_.data() + begin_ / WORD;
+    const capnp::word* start = buffer_.get() + begin_ / WORD;
     const kj::ArrayPtr<const capnp::word> prefix(start, available / WORD);
 
     // Segment count and sizes come first: check them before waiting for the frame's bytes.

@@ -11,6 +11,7 @@
 #include <capnp/serialize.h>
 
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -42,7 +43,9 @@ public:
 
 private:
     std::size_t maxFrameBytes_;
-    std::vector<capnp::word> buffer_;
+    // Not a std::vector: clang builds of capnp make `word` neither copyable nor movable.
+    std::unique_ptr<capnp::word[]> buffer_;
+    std::size_t words_ = 0;
     std::size_t begin_ = 0;   // bytes: start of the first unread frame (always word-aligned)
     std::size_t end_ = 0;     // bytes: end of what was received
     std::size_t release_ = 0; // bytes of the frame handed out by the last next()

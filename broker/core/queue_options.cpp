@@ -120,6 +120,14 @@ Status validateQueueOptions(const QueueOptions& options) {
         return makeError(ErrorCode::PRECONDITION_FAILED, "x-message-ttl must not be negative");
     if (options.expires && options.expires->count() <= 0)
         return makeError(ErrorCode::PRECONDITION_FAILED, "x-expires must be positive");
+    // Deadlines are now + duration in int64 nanoseconds: keep far from overflow (100 years).
+    constexpr std::int64_t MAX_MS = 100ll * 365 * 24 * 3600 * 1000;
+    if (options.messageTtl && options.messageTtl->count() > MAX_MS)
+        return makeError(ErrorCode::PRECONDITION_FAILED,
+                         "x-message-ttl must be at most " + std::to_string(MAX_MS) + " ms");
+    if (options.expires && options.expires->count() > MAX_MS)
+        return makeError(ErrorCode::PRECONDITION_FAILED,
+                         "x-expires must be at most " + std::to_string(MAX_MS) + " ms");
     return {};
 }
 

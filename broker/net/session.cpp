@@ -20,7 +20,6 @@ using protocol::view;
 using protocol::wireText;
 using SteadyClock = std::chrono::steady_clock;
 
-constexpr std::size_t SCRATCH_WORDS = 1024; // 8 KiB: every frame but large bodies fits
 constexpr std::chrono::milliseconds TICK{250};
 constexpr std::chrono::seconds CLOSING_TIMEOUT{5};
 
@@ -79,7 +78,7 @@ void fillMessage(capnp::MessageBuilder& builder, wire::Message::Builder out,
 
 Session::Session(Server& server, asio::ip::tcp::socket socket, std::uint64_t id)
     : server_(server), socket_(std::move(socket)), timer_(socket_.get_executor()), id_(id),
-      reader_(server.config().maxFrameBytes), scratch_(SCRATCH_WORDS) {
+      reader_(server.config().maxFrameBytes) {
     asio::error_code error;
     const auto peer = socket_.remote_endpoint(error);
     name_ = error ? "connection-" + std::to_string(id)
@@ -583,7 +582,7 @@ template <class Fill> void Session::send(std::uint64_t requestId, Fill&& fill) {
     {
         // The scratch segment is zeroed again by the builder's destructor, ready for reuse.
         capnp::MallocMessageBuilder builder(
-            kj::ArrayPtr<capnp::word>(scratch_.data(), scratch_.size()));
+            kj::ArrayPtr<capnp::word>(scratch_.get(), SCRATCH_WORDS));
         wire::Frame::Builder frame = builder.initRoot<wire::Frame>();
         frame.setRequestId(requestId);
         fill(builder, frame, extras);

@@ -114,7 +114,10 @@ private:
 
     protocol::FrameReader reader_;
     protocol::Outbox outbox_;
-    std::vector<capnp::word> scratch_; // the first segment of every frame we build (zeroed)
+    // The first segment of every frame we build: zeroed, and zeroed again by each builder.
+    // 8 KiB: every frame but those with large bodies fits.
+    static constexpr std::size_t SCRATCH_WORDS = 1024;
+    std::unique_ptr<capnp::word[]> scratch_ = std::make_unique<capnp::word[]>(SCRATCH_WORDS);
     bool reading_ = false;
     bool flushPosted_ = false;
     mutable bool consumersPaused_ = false; // acceptsMore() said no; resume when drained

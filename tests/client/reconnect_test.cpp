@@ -22,11 +22,12 @@ TEST_CASE("after depotd restarts, topology is declared again and consumers resum
     const unsigned short port = server->port();
     const std::string url = server->url();
 
+    // Before the connection: its last event (CLOSED) arrives while it is destroyed.
+    std::mutex mutex;
+    std::vector<ConnectionEvent> events;
     ConnectionOptions options;
     options.maxBackoff = std::chrono::milliseconds(200);
     auto connection = Connection::open(url, options);
-    std::mutex mutex;
-    std::vector<ConnectionEvent> events;
     connection->onEvent([&](ConnectionEvent event) {
         std::lock_guard lock(mutex);
         events.push_back(event);

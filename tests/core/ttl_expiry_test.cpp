@@ -306,3 +306,18 @@ TEST_CASE("an expired queue takes its messages and bindings with it") {
     CHECK(vhost.listBindings().empty());
     CHECK(publish(ch, "x", "", "m2", at(101)).queues == 0);
 }
+
+TEST_CASE("TTLs and expiries too large for the clock are refused, not overflowed") {
+    const auto ttl = queueOptionsFromArguments(
+        false, false, false, FieldTable{{"x-message-ttl", std::int64_t{INT64_MAX}}});
+    CHECK(codeOf(ttl) == "PRECONDITION_FAILED");
+    const auto expires = queueOptionsFromArguments(
+        false, false, false, FieldTable{{"x-expires", std::int64_t{INT64_MAX / 2}}});
+    CHECK(codeOf(expires) == "PRECONDITION_FAILED");
+    // The same through a declare with options built in code.
+    Broker broker;
+    Channel& ch = broker.defaultVhost().openChannel();
+    QueueOptions options;
+    options.messageTtl = Milliseconds(INT64_MAX / 1000);
+    CHECK(codeOf(ch.declareQueue("q", options, T0)) == "PRECONDITION_FAILED");
+}

@@ -94,7 +94,7 @@ TEST_CASE("a client may not send server frames") {
     CHECK(client.closedByServer());
 }
 
-TEST_CASE("garbage bytes are a FRAME_ERROR; other connections carry on") {
+TEST_CASE("garbage bytes are a FRAME_ERROR, and other connections carry on") {
     TestServer server;
     RawClient good(server.port());
     openClient(good);

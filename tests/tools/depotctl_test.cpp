@@ -118,7 +118,7 @@ TEST_CASE("depotctl reports broker errors in one line with exit code 1") {
     CHECK(contains(returned.err, "returned"));
 }
 
-TEST_CASE("depotctl usage errors exit 2; an unreachable broker exits 1") {
+TEST_CASE("depotctl usage errors exit 2, and an unreachable broker exits 1") {
     DepotdProcess depotd;
     CHECK(ctl(depotd, {"declare", "exchange", "x", "--type", "sideways"}).code == 2);
     CHECK(ctl(depotd, {"declare", "queue", "q", "--arg", "novalue"}).code == 2);
