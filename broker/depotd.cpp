@@ -31,6 +31,7 @@ struct Options {
     std::string user = "guest";
     std::string password = "guest";
     std::string portFile;
+    std::uint64_t memoryLimit = 0;
 };
 
 // "127.0.0.1:7672" or "[::1]:7672"; only literal addresses (depotd does no DNS).
@@ -104,6 +105,10 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     app.add_option("--password", options.password, "the password clients must present")
         ->capture_default_str();
+    app.add_option("--memory-limit", options.memoryLimit,
+                   "bytes of messages (ready bodies plus socket backlogs) above which publishing "
+                   "connections are blocked until they fall below 80 %; 0 = no limit")
+        ->capture_default_str();
     app.add_option("--port-file", options.portFile,
                    "once listening, write the bound port to this file (useful with port 0)");
     app.set_version_flag("--version", std::string("depotd ") + VERSION);
@@ -133,6 +138,7 @@ int main(int argc, char** argv) {
     config.handshakeTimeout = std::chrono::milliseconds(options.handshakeTimeoutMs);
     config.username = options.user;
     config.password = options.password;
+    config.memoryLimitBytes = options.memoryLimit;
 
     std::optional<depot::net::Server> server;
     try {

@@ -106,6 +106,10 @@ public:
     void close() override {
         if (closed_.exchange(true) || !thread_.joinable())
             return;
+        {
+            std::lock_guard lock(backlogMutex_); // wake publishers waiting for room
+        }
+        backlogRoom_.notify_all();
         if (onIoThread())
             return; // cannot wait for ourselves; the destructor finishes the job
         auto done = std::make_shared<std::promise<void>>();
@@ -547,9 +551,10 @@ private:
     void waitForPublishRoom() {
         if (onIoThread())
             return;
+        // No timeout: while the broker has blocked us (memory alarm) a publisher waits, as with
+        // RabbitMQ's connection.blocked. A lost link empties the backlog and wakes it.
         std::unique_lock lock(backlogMutex_);
-        backlogRoom_.wait_for(lock, options_.requestTimeout,
-                              [this] { return backlog_ < PUBLISH_BACKLOG_LIMIT || closed_; });
+        backlogRoom_.wait(lock, [this] { return backlog_ < PUBLISH_BACKLOG_LIMIT || closed_; });
     }
 
     void updateBacklog() {

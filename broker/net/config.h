@@ -27,6 +27,11 @@ struct ServerConfig {
     // A write that has not completed in this long means the client stopped reading (while
     // perhaps still sending heartbeats): its connection closes and its unacked are requeued.
     std::chrono::milliseconds writeStallTimeout{60'000};
+    // The memory alarm, like RabbitMQ's high watermark: when the bytes held for messages (bodies
+    // ready in queues plus what waits in sockets' outboxes) pass this, connections that publish
+    // are blocked (told with a `blocked` frame; the broker stops reading them) until the figure
+    // falls below 80 % of it. Nothing is dropped. 0 = no limit.
+    std::size_t memoryLimitBytes = 0;
 };
 
 } // namespace depot::net

@@ -6,13 +6,65 @@ namespace depot::net {
 
 Server::Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& endpoint,
                ServerConfig config)
-    : runtime_(runtime), config_(std::move(config)), acceptor_(runtime.context()) {
+    : runtime_(runtime), config_(std::move(config)), acceptor_(runtime.context()),
+      memoryTimer_(runtime.context()) {
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
     acceptor_.bind(endpoint);
     acceptor_.listen();
     endpoint_ = acceptor_.local_endpoint();
     accept();
+    if (config_.memoryLimitBytes > 0)
+        checkMemory();
+}
+
+std::size_t Server::messageBytes() const {
+    std::size_t bytes = 0;
+    core::Broker& broker = runtime_.broker();
+    for (const std::string& name : broker.vhostNames())
+        if (core::Vhost* vhost = broker.findVhost(name))
+            for (const core::QueueInfo& queue : vhost->listQueues())
+                bytes += queue.readyBytes;
+    for (const auto& [id, session] : sessions_)
+        bytes += session->bufferedBytes();
+    return bytes;
+}
+
+// Polled rather than computed on each publish: a few queue listings every 50 ms cost nothing,
+// and the alarm needs no exactness, only a bound.
+void Server::checkMemory() {
+    evaluateMemory();
+    memoryTimer_.expires_after(std::chrono::milliseconds(50));
+    memoryTimer_.async_wait([this](const asio::error_code& error) {
+        if (!error && !stopped_)
+            checkMemory();
+    });
+}
+
+void Server::notePublished(std::size_t bytes) {
+    if (config_.memoryLimitBytes == 0)
+        return;
+    publishedSinceCheck_ += bytes;
+    if (publishedSinceCheck_ >= config_.memoryLimitBytes / 8)
+        evaluateMemory();
+}
+
+void Server::evaluateMemory() {
+    publishedSinceCheck_ = 0;
+    const std::size_t used = messageBytes();
+    const std::size_t limit = config_.memoryLimitBytes;
+    if (!alarm_ && used > limit) {
+        alarm_ = true;
+        spdlog::warn("memory alarm: {} bytes of messages held, limit {}: blocking publishers", used,
+                     limit);
+        for (auto& [id, session] : sessions_)
+            session->setPublishBlocked(true, "memory alarm: message bytes above --memory-limit");
+    } else if (alarm_ && used < limit / 10 * 8) {
+        alarm_ = false;
+        spdlog::info("memory alarm cleared: {} bytes of messages held", used);
+        for (auto& [id, session] : sessions_)
+            session->setPublishBlocked(false, "");
+    }
 }
 
 Server::~Server() {
@@ -43,6 +95,7 @@ void Server::stop(const std::string& reason) {
     stopped_ = true;
     asio::error_code ignored;
     acceptor_.close(ignored);
+    memoryTimer_.cancel();
     // shutdown() may forget() the session at once: iterate over a copy.
     auto sessions = sessions_;
     for (auto& [id, session] : sessions)

@@ -37,6 +37,12 @@ public:
 
     // Called by sessions.
     void forget(std::uint64_t sessionId);
+    bool memoryAlarm() const { return alarm_; }
+    // A publish of `bytes` was routed: past an eighth of the limit since the last check, check
+    // now rather than at the next tick, so a fast publisher cannot overshoot by much.
+    void notePublished(std::size_t bytes);
+    // The figure the memory alarm watches, in bytes (see ServerConfig::memoryLimitBytes).
+    std::size_t messageBytes() const;
     // fn(const core::Channel&, const std::string& connectionName) for each open session.
     template <class F> void forEachChannel(F&& fn) const {
         for (const auto& entry : sessions_)
@@ -46,6 +52,8 @@ public:
 
 private:
     void accept();
+    void checkMemory(); // evaluates, then again in 50 ms
+    void evaluateMemory();
 
     runtime::BrokerRuntime& runtime_;
     ServerConfig config_;
@@ -54,6 +62,9 @@ private:
     std::map<std::uint64_t, std::shared_ptr<Session>> sessions_;
     std::uint64_t nextSessionId_ = 1;
     bool stopped_ = false;
+    asio::steady_timer memoryTimer_;
+    bool alarm_ = false;
+    std::size_t publishedSinceCheck_ = 0;
 };
 
 } // namespace depot::net

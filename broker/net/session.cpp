@@ -440,10 +440,16 @@ void Session::handleRequest(std::uint64_t requestId, wire::Frame::Reader frame) 
 
 void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publish) {
     const core::TimePoint now = server_.runtime().now();
+    if (!hasPublished_) {
+        hasPublished_ = true;
+        if (server_.memoryAlarm()) // first publish during an alarm: block from the next read
+            setPublishBlocked(true, "memory alarm: message bytes above --memory-limit");
+    }
     core::MessageRef message = core::makeMessage(
         text(publish.getExchange()), text(publish.getRoutingKey()),
         fromWire(publish.getProperties()), protocol::paddedBody(publish.getBody()));
     auto result = channel_->publish(message, publish.getMandatory(), now);
+    server_.notePublished(message->body.size());
     if (!result) {
         sendError(requestId, result.error());
         return;
@@ -715,6 +721,10 @@ void Session::terminate(const std::string& why) {
 
 void Session::setPublishBlocked(bool blocked, const std::string& reason) {
     if (blocked == publishBlocked_ || state_ != State::OPEN)
+        return;
+    // Only connections that publish are blocked, as in RabbitMQ: a consumer's connection must
+    // keep reading its acks, or the queues it drains could never fall below the limit.
+    if (blocked && !hasPublished_)
         return;
     publishBlocked_ = blocked;
     if (blocked)

@@ -56,6 +56,7 @@ public:
     std::uint64_t id() const { return id_; }
     const std::string& name() const { return name_; }
     core::Channel* channel() const { return channel_; }
+    std::size_t bufferedBytes() const { return outbox_.bufferedBytes() + heldBytes_; }
     SessionInfo info() const;
 
 private:
@@ -131,6 +132,7 @@ private:
     bool holdingDeliveries_ = false;
     std::vector<Held> held_;
     bool publishBlocked_ = false;
+    bool hasPublished_ = false;
 
     core::Vhost* vhost_ = nullptr;
     core::Channel* channel_ = nullptr;
