@@ -160,6 +160,7 @@ const std::string& Subscription::start() {
         throw Error(ErrorKind::INVALID_ARGUMENT,
                     "subscription to '" + queue_ + "' handles no message type");
     Connection& connection = bus_->connection();
+    const bool queueWasNamed = !queue_.empty();
     QueueDeclareOptions queueOptions;
     queueOptions.durable = !options_.exclusive;
     queueOptions.exclusive = options_.exclusive;
@@ -169,7 +170,10 @@ const std::string& Subscription::start() {
     errorOptions.durable = !options_.exclusive;
     errorOptions.exclusive = options_.exclusive;
     errorOptions.autoDelete = options_.exclusive;
-    (void)connection.declareQueue(queue_ + ".error", errorOptions);
+    // A server-named queue's name is the broker's ("amq.gen-..."): its error queue is
+    // server-named too.
+    errorQueue_ =
+        connection.declareQueue(queueWasNamed ? queue_ + ".error" : "", errorOptions).name;
     for (const auto& [type, route] : *routes_) {
         if (route.bindingKeys.empty())
             continue;
@@ -182,12 +186,13 @@ const std::string& Subscription::start() {
     consumeOptions.prefetch = options_.prefetch;
     Bus* bus = bus_;
     std::string queue = queue_;
+    std::string errorQueue = errorQueue_;
     SubscribeOptions options = options_;
     auto routes = routes_; // const from here on: on() refuses after start()
     consumer_ = connection.consume(
         queue_,
-        [bus, queue, options, routes](Delivery& delivery) {
-            bus->dispatch(queue, options, *routes, delivery);
+        [bus, queue, errorQueue, options, routes](Delivery& delivery) {
+            bus->dispatch(queue, errorQueue, options, *routes, delivery);
         },
         consumeOptions);
     started_ = true;
@@ -302,7 +307,8 @@ Consumer Bus::serveRaw(std::string_view queue, std::uint32_t prefetch,
         prefetch);
 }
 
-void Bus::dispatch(const std::string& queue, const SubscribeOptions& options,
+void Bus::dispatch(const std::string& queue, const std::string& errorQueue,
+                   const SubscribeOptions& options,
                    const std::map<std::string, Subscription::Route, std::less<>>& routes,
                    Delivery& delivery) {
     const Properties& properties = delivery.properties();
@@ -323,7 +329,7 @@ void Bus::dispatch(const std::string& queue, const SubscribeOptions& options,
     // connection's onError hears why.
     auto giveUp = [&](const std::string& reason, std::uint32_t attempts) {
         try {
-            deadLetter(queue, delivery, reason, attempts);
+            deadLetter(errorQueue, delivery, reason, attempts);
         } catch (...) {
             delivery.nack(true);
             throw;
@@ -366,7 +372,7 @@ void Bus::dispatch(const std::string& queue, const SubscribeOptions& options,
 }
 
 // Confirmed, so that the original is acked only once its copy is safe in the error queue.
-void Bus::deadLetter(const std::string& queue, Delivery& delivery, const std::string& reason,
+void Bus::deadLetter(const std::string& errorQueue, Delivery& delivery, const std::string& reason,
                      std::uint32_t attempts) {
     PublishOptions options;
     options.properties = delivery.properties();
@@ -377,10 +383,10 @@ void Bus::deadLetter(const std::string& queue, Delivery& delivery, const std::st
     headers.set("x-original-exchange", core::FieldValue(delivery.exchange()));
     headers.set("x-original-routing-key", core::FieldValue(delivery.routingKey()));
     const Confirmation confirmation =
-        connection_->publishConfirmed("", queue + ".error", delivery.body(), options);
+        connection_->publishConfirmed("", errorQueue, delivery.body(), options);
     if (!confirmation.ack || confirmation.queues == 0)
         throw Error(ErrorKind::BROKER,
-                    "error queue '" + queue + ".error' refused a message: " +
+                    "error queue '" + errorQueue + "' refused a message: " +
                         (confirmation.reason.empty() ? "no such queue" : confirmation.reason));
     ++deadLettered_;
 }

@@ -176,6 +176,8 @@ public:
     const std::string& start();
     void stop();
     const std::string& queue() const { return queue_; }
+    // "<queue>.error"; for a server-named queue, another server-named one.
+    const std::string& errorQueue() const { return errorQueue_; }
 
     Subscription(Subscription&&) noexcept;
     Subscription& operator=(Subscription&&) noexcept;
@@ -193,6 +195,7 @@ private:
 
     Bus* bus_;
     std::string queue_;
+    std::string errorQueue_;
     SubscribeOptions options_;
     std::shared_ptr<std::map<std::string, Route, std::less<>>> routes_;
     Consumer consumer_;
@@ -274,10 +277,11 @@ private:
                      capnp::MessageBuilder& message);
     Properties propertiesFor(const std::string& type, contracts::Meta::Reader meta) const;
     // Runs one delivery through a subscription's handlers (on the dispatcher thread).
-    void dispatch(const std::string& queue, const SubscribeOptions& options,
+    void dispatch(const std::string& queue, const std::string& errorQueue,
+                  const SubscribeOptions& options,
                   const std::map<std::string, Subscription::Route, std::less<>>& routes,
                   Delivery& delivery);
-    void deadLetter(const std::string& queue, Delivery& delivery, const std::string& reason,
+    void deadLetter(const std::string& errorQueue, Delivery& delivery, const std::string& reason,
                     std::uint32_t attempts);
 
     std::shared_ptr<Connection> connection_;
