@@ -67,6 +67,7 @@ struct CourierAssigned {
   toRegion @4 :Text;
   customer @5 :Text;
   dispatcher @6 :Text;   # which dispatch instance decided, for operators
+  speed @7 :Speed;
 }
 
 struct PackagePickedUp {
