@@ -14,7 +14,7 @@ bash scripts/install-deps.sh
 
 echo "== format: clang-format --dry-run -Werror"
 dirs=()
-for d in broker client bench tests examples services protocol; do
+for d in broker client bench tests examples services protocol tools; do
     [[ -d "$d" ]] && dirs+=("$d")
 done
 unformatted=()
@@ -26,6 +26,13 @@ fi
 if [[ ${#unformatted[@]} -gt 0 ]]; then
     echo "depot: ${#unformatted[@]} file(s) not clang-formatted (fix: clang-format -i <file>):" >&2
     printf '  %s\n' "${unformatted[@]}" >&2
+    exit 1
+fi
+
+# doctest_discover_tests registers each case by name through a CMake list, which splits at
+# ';': a case with one in its name would be registered as pieces that run nothing.
+if grep -rnE 'TEST_CASE\("[^"]*;' tests/ >&2; then
+    echo "depot: test case names may not contain ';' (see above)" >&2
     exit 1
 fi
 

@@ -152,8 +152,8 @@ TEST_CASE("delivery processes: a service killed mid-run and restarted loses noth
             ++deliveries[email.trackingId];
     }
     CHECK(invoices.size() == deliveries.size());
-    for (const auto& [tracking, n] : invoices)
-        CHECK_MESSAGE(n == 1, tracking);
+    for (const auto& invoice : invoices) // (clang 14 cannot capture structured bindings)
+        CHECK_MESSAGE(invoice.second == 1, invoice.first);
     // The restarted couriers had work left: the kill did come mid-run.
     CHECK(counted(business.stop("couriers"), R"(couriers: (\d+) delivered)") > 0);
 }
@@ -170,7 +170,7 @@ TEST_CASE("delivery processes: mail waits while notifications is stopped, then g
     CHECK_FALSE(business.outbox().empty());
 }
 
-TEST_CASE("delivery processes: a new subscriber joins at runtime; nothing else changes") {
+TEST_CASE("delivery processes: a new subscriber joins at runtime, nothing else changes") {
     Business business({{"couriers", {"--work-ms", "2"}}});
     auto run = business.run(200);
     std::this_thread::sleep_for(300ms);

@@ -60,7 +60,7 @@ Outgoing<contracts::PackageDelivered> delivered(const std::string& tracking) {
 
 } // namespace
 
-TEST_CASE("pricing: quotes by weight, distance and speed; refuses what it cannot carry") {
+TEST_CASE("pricing: quotes by weight, distance and speed, refuses what it cannot carry") {
     const std::string url = depot::tests::freshEmbeddedUrl();
     auto pricing = makeService("pricing", on(url));
     pricing->start();

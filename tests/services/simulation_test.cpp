@@ -60,8 +60,9 @@ void checkOutbox(const TempDir& dir, const SimulationResult& r) {
     for (const auto& email : emails)
         if (!email.trackingId.empty())
             lives[email.trackingId].push_back(email.kind);
-    for (const auto& [tracking, kinds] : lives) {
-        CAPTURE(tracking);
+    for (const auto& life : lives) { // (clang 14 cannot capture structured bindings)
+        const std::vector<std::string>& kinds = life.second;
+        CAPTURE(life.first);
         CHECK(kinds.front() == "order-placed");
         CHECK((kinds.back() == "invoice" || kinds.back() == "returned"));
     }
