@@ -160,20 +160,16 @@ const std::string& Subscription::start() {
         throw Error(ErrorKind::INVALID_ARGUMENT,
                     "subscription to '" + queue_ + "' handles no message type");
     Connection& connection = bus_->connection();
-    const bool queueWasNamed = !queue_.empty();
     QueueDeclareOptions queueOptions;
     queueOptions.durable = !options_.exclusive;
     queueOptions.exclusive = options_.exclusive;
     queueOptions.autoDelete = options_.exclusive;
     queue_ = connection.declareQueue(queue_, queueOptions).name;
-    QueueDeclareOptions errorOptions;
-    errorOptions.durable = !options_.exclusive;
-    errorOptions.exclusive = options_.exclusive;
-    errorOptions.autoDelete = options_.exclusive;
-    // A server-named queue's name is the broker's ("amq.gen-..."): its error queue is
-    // server-named too.
-    errorQueue_ =
-        connection.declareQueue(queueWasNamed ? queue_ + ".error" : "", errorOptions).name;
+    if (!options_.exclusive) {
+        QueueDeclareOptions errorOptions;
+        errorOptions.durable = true;
+        errorQueue_ = connection.declareQueue(queue_ + ".error", errorOptions).name;
+    }
     for (const auto& [type, route] : *routes_) {
         if (route.bindingKeys.empty())
             continue;
@@ -242,7 +238,9 @@ void Bus::declareEventExchange(const std::string& name) {
 std::string Bus::seal(const std::string& type, contracts::Meta::Builder meta,
                       capnp::MessageBuilder& message) {
     if (meta.getMessageId().size() == 0) {
-        if (handling)
+        // A handled message without an id (sent by a tool that set none) cannot give its
+        // children stable ids: they get fresh ones.
+        if (handling && !handling->messageId.empty())
             meta.setMessageId(derivedId(handling->messageId, type, handling->published[type]++));
         else
             meta.setMessageId(freshId());
@@ -318,23 +316,26 @@ void Bus::dispatch(const std::string& queue, const std::string& errorQueue,
         delivery.ack();
         return;
     }
-    auto settle = [&] {
-        if (options.inbox && !id.empty())
-            options.inbox->record(id);
-        delivery.ack();
-    };
 
-    // The end of the road for a message no handler could take: its copy goes to the error
-    // queue, then it is acked. When even that fails, it goes back to its queue and the
-    // connection's onError hears why.
+    // The end of the road for a message no handler could take. Its copy goes to the error
+    // queue and it is acked, without entering the inbox (an operator may send it back once the
+    // cause is fixed). A private (exclusive) subscription has no error queue: the message is
+    // rejected, dead-lettered if its queue says so. When the error queue refuses, the message
+    // goes back to its queue after a pause, and the connection's onError hears why.
     auto giveUp = [&](const std::string& reason, std::uint32_t attempts) {
+        if (errorQueue.empty()) {
+            delivery.reject(false);
+            throw Error(ErrorKind::HANDLER_FAILED,
+                        "'" + queue + "': message '" + id + "' dropped: " + reason);
+        }
         try {
             deadLetter(errorQueue, delivery, reason, attempts);
         } catch (...) {
+            std::this_thread::sleep_for(options.retry.maxBackoff);
             delivery.nack(true);
             throw;
         }
-        settle();
+        delivery.ack();
     };
 
     auto route = routes.find(properties.type);
@@ -352,7 +353,8 @@ void Bus::dispatch(const std::string& queue, const std::string& errorQueue,
 
     const std::uint32_t attempts = std::max<std::uint32_t>(1, options.retry.attempts);
     std::string reason;
-    for (std::uint32_t attempt = 1; attempt <= attempts; ++attempt) {
+    bool done = false;
+    for (std::uint32_t attempt = 1; attempt <= attempts && !done; ++attempt) {
         if (attempt > 1) {
             ++retries_;
             std::this_thread::sleep_for(options.retry.delayBefore(attempt));
@@ -361,14 +363,26 @@ void Bus::dispatch(const std::string& queue, const std::string& errorQueue,
             HandlingScope scope(id,
                                 properties.correlationId.empty() ? id : properties.correlationId);
             route->second.handle(body, delivery);
-            ++handled_;
-            settle();
-            return;
+            done = true;
         } catch (...) {
             reason = describe(std::current_exception());
         }
     }
-    giveUp(reason, attempts);
+    if (!done) {
+        giveUp(reason, attempts);
+        return;
+    }
+    ++handled_;
+    // Outside the handler's try: a handler that succeeded is never called again. When its id
+    // cannot be recorded, it is acked all the same (its effects happened) and onError hears.
+    try {
+        if (options.inbox && !id.empty())
+            options.inbox->record(id);
+    } catch (...) {
+        delivery.ack();
+        throw;
+    }
+    delivery.ack();
 }
 
 // Confirmed, so that the original is acked only once its copy is safe in the error queue.
@@ -376,6 +390,8 @@ void Bus::deadLetter(const std::string& errorQueue, Delivery& delivery, const st
                      std::uint32_t attempts) {
     PublishOptions options;
     options.properties = delivery.properties();
+    options.properties.expiration.reset(); // waits for an operator, however long
+    options.properties.deliveryMode = core::DeliveryMode::PERSISTENT;
     FieldTable& headers = options.properties.headers;
     headers.set("x-error-reason", core::FieldValue(reason));
     headers.set("x-error-attempts", core::FieldValue(static_cast<std::int64_t>(attempts)));

@@ -21,13 +21,16 @@
 // redelivered message, handled again, republishes the same ids, and a subscriber with an Inbox
 // drops what it has seen. That is at-least-once delivery with idempotent consumers.
 //
+// Lifetimes: a Bus must outlive its Subscriptions and the Consumers serve() returned.
+//
 // Failures: a handler that throws is called again per the RetryPolicy, in place, so the queue's
 // order holds (the queue's later messages wait behind it: use a prefetch above 1 or several
 // consumers when order does not matter). When the attempts run out, or the message cannot be
 // read at all, it goes to `<queue>.error` with the reason in its headers (x-error-reason,
-// x-error-attempts, x-original-exchange, x-original-routing-key) and is acked: not lost, not
-// looping. Retries sleep on the connection's dispatcher thread; give each service its own
-// Connection so one service's retries do not hold up another's handlers.
+// x-error-attempts, x-error-service, x-original-exchange, x-original-routing-key) and is acked:
+// not lost, not looping. It is not recorded in the inbox, so an operator can send it back.
+// Retries sleep on the connection's dispatcher thread; give each service its own Connection so
+// one service's retries do not hold up another's handlers.
 
 #include "client/connection.h"
 #include "client/inbox.h"
@@ -134,8 +137,8 @@ struct RetryPolicy {
 struct SubscribeOptions {
     std::uint32_t prefetch = 16;
     RetryPolicy retry;
-    // Drops deliveries whose message id it has recorded; records each one handled (including
-    // those sent to the error queue). Null: every delivery is handled.
+    // Drops deliveries whose message id it has recorded; records each one a handler completed
+    // (not those sent to the error queue). Null: every delivery is handled.
     std::shared_ptr<Inbox> inbox;
     bool exclusive = false; // a private, server-named queue when the name is ""
 };
@@ -176,7 +179,8 @@ public:
     const std::string& start();
     void stop();
     const std::string& queue() const { return queue_; }
-    // "<queue>.error"; for a server-named queue, another server-named one.
+    // "<queue>.error"; "" for an exclusive subscription, which has none (what its handlers
+    // cannot take is rejected: dead-lettered if the queue has a dead-letter exchange).
     const std::string& errorQueue() const { return errorQueue_; }
 
     Subscription(Subscription&&) noexcept;

@@ -72,8 +72,13 @@ bool Inbox::record(std::string_view id) {
     if (fd_ >= 0) {
         if (key.find('\n') != std::string::npos)
             throw std::invalid_argument("inbox: a message id may not contain a newline");
-        if (!writeAll(fd_, key + "\n"))
-            throw fileError("cannot append", file_);
+        const off_t before = ::lseek(fd_, 0, SEEK_CUR);
+        if (!writeAll(fd_, key + "\n")) {
+            const std::runtime_error error = fileError("cannot append", file_);
+            if (before >= 0 && ::ftruncate(fd_, before) == 0) // no torn line for the next one
+                (void)::lseek(fd_, before, SEEK_SET);
+            throw error;
+        }
         if (++linesInFile_ > 2 * capacity_)
             compact();
     }

@@ -102,10 +102,13 @@ private:
     }
 
     void replay(const Journal::Record& r) {
-        if (r.size() >= 3 && r[0] == "price")
-            prices_[r[1]] = std::stoull(r[2]);
-        else if (r.size() >= 6 && r[0] == "invoice")
-            invoices_[r[1]] = Invoice{r[2], std::stoull(r[3]), r[4], r[5]};
+        if (r.size() >= 3 && r[0] == "price") {
+            if (const auto cents = Journal::unsignedField(r[2]))
+                prices_[r[1]] = *cents;
+        } else if (r.size() >= 6 && r[0] == "invoice") {
+            if (const auto cents = Journal::unsignedField(r[3]))
+                invoices_[r[1]] = Invoice{r[2], *cents, r[4], r[5]};
+        }
     }
 
     mutable std::mutex mutex_;

@@ -1,6 +1,7 @@
 #include "services/journal.h"
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <fcntl.h>
 #include <fstream>
@@ -28,6 +29,22 @@ Journal::Record split(const std::string& line) {
 }
 
 } // namespace
+
+std::optional<std::uint64_t> Journal::unsignedField(const std::string& field) {
+    std::uint64_t value = 0;
+    const auto [end, error] = std::from_chars(field.data(), field.data() + field.size(), value);
+    if (error != std::errc() || end != field.data() + field.size() || field.empty())
+        return std::nullopt;
+    return value;
+}
+
+std::optional<std::int64_t> Journal::signedField(const std::string& field) {
+    std::int64_t value = 0;
+    const auto [end, error] = std::from_chars(field.data(), field.data() + field.size(), value);
+    if (error != std::errc() || end != field.data() + field.size() || field.empty())
+        return std::nullopt;
+    return value;
+}
 
 std::vector<Journal::Record> Journal::read(const std::filesystem::path& file) {
     std::vector<Record> records;
@@ -82,14 +99,19 @@ void Journal::append(const Record& record) {
             line += (c == '\t' || c == '\n') ? ' ' : c;
     }
     line += '\n';
+    const off_t before = ::lseek(fd_, 0, SEEK_CUR);
     const char* p = line.data();
     std::size_t left = line.size();
     while (left > 0) {
         const ssize_t n = ::write(fd_, p, left);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
-            throw fileError("cannot append to", file_);
+        if (n <= 0) {
+            const std::runtime_error error = fileError("cannot append to", file_);
+            if (before >= 0 && ::ftruncate(fd_, before) == 0)
+                (void)::lseek(fd_, before, SEEK_SET);
+            throw error;
+        }
         p += n;
         left -= static_cast<std::size_t>(n);
     }

@@ -5,10 +5,13 @@
 // of an append) is cut off. Each record is written with one write() call before the message
 // that caused it is acked, so a killed process loses nothing it acknowledged.
 //
-// Fields may not hold tabs or newlines: they are replaced by spaces.
+// Fields may not hold tabs or newlines: they are replaced by spaces. An append that fails is
+// rolled back (the file is cut to where it was), so a later append never continues a torn line.
 
+#include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +33,11 @@ public:
 
     // Every complete record of `file`, for readers such as tests and `delivery` summaries.
     static std::vector<Record> read(const std::filesystem::path& file);
+
+    // A whole field as a number; nullopt for anything else ("12price", "", "-1" unsigned).
+    // Replays skip records that do not parse rather than fail to start.
+    static std::optional<std::uint64_t> unsignedField(const std::string& field);
+    static std::optional<std::int64_t> signedField(const std::string& field);
 
 private:
     std::filesystem::path file_;

@@ -61,7 +61,7 @@ std::string localTime(std::int64_t micros) {
     return full;
 }
 
-// SIGINT and SIGTERM are blocked in every thread (set before any is started) and taken here.
+// A service's SIGINT and SIGTERM: blocked in every thread, taken by runService.
 sigset_t stopSignals() {
     sigset_t set;
     sigemptyset(&set);
@@ -72,7 +72,10 @@ sigset_t stopSignals() {
 
 int runService(const std::string& name, const ServiceOptions& options,
                std::chrono::seconds statusInterval) {
+    // Blocked before the service starts any thread, so every thread inherits the mask and the
+    // signals wait for sigtimedwait below. (Other commands keep the default: Ctrl-C ends them.)
     const sigset_t signals = stopSignals();
+    ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
     auto service = makeService(name, options);
     service->start();
     std::cout << service->instance() << ": running on " << options.broker
@@ -223,10 +226,6 @@ int track(const std::string& broker, const std::string& trackingId, std::chrono:
 } // namespace
 
 int main(int argc, char** argv) {
-    // Before any thread exists, so every thread inherits the mask (see stopSignals).
-    const sigset_t signals = stopSignals();
-    ::pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
     CLI::App app{"delivery: a package-delivery business of autonomous services that talk only "
                  "through a Depot broker"};
     app.require_subcommand(1);

@@ -53,9 +53,10 @@ public:
           outbox_(
               outboxFile(options, instance()),
               [this](const Journal::Record& r) {
-                  if (r.size() >= 8) {
+                  const auto sequence = r.size() >= 8 ? Journal::unsignedField(r[0]) : std::nullopt;
+                  if (sequence) {
                       sent_.insert(r[6]);
-                      sequence_ = std::max<std::uint64_t>(sequence_, std::stoull(r[0]));
+                      sequence_ = std::max(sequence_, *sequence);
                   }
               },
               options.stateDir.empty()) {}

@@ -2,11 +2,12 @@
 // RPC, and announces the outcome: OrderPlaced (with the package's tracking id and price) or
 // OrderRejected (with the reason).
 //
-// Idempotent: the tracking id is derived from the order id, and what it publishes has ids
-// derived from the command's, so a command handled twice (redelivered after a crash, or sent
-// twice by a customer) announces the same order with the same ids; its inbox drops what it
-// has already handled. When pricing does not answer, the handler fails and is retried; after
-// the last attempt the command waits in `orders.error` for an operator.
+// Idempotent: the tracking id is derived from the order id, and OrderPlaced/OrderRejected
+// carry a message id made from the order id, so an order handled twice (a command redelivered
+// after a crash, or the same order id sent again by a customer) is announced with the same id,
+// and subscribers' inboxes drop the repeat; its own inbox drops a redelivered command. When
+// pricing does not answer, the handler fails and is retried; after the last attempt the command
+// waits in `orders.error` for an operator.
 
 #include "services/addresses.h"
 #include "services/factories.h"
@@ -81,6 +82,8 @@ private:
             return reject(order, quote->getReason());
 
         Outgoing<contracts::OrderPlaced> placed;
+        // One id per order, not per command: an order placed twice is announced once.
+        placed->getMeta().setMessageId("OrderPlaced/" + std::string(order.getOrderId().cStr()));
         placed->setOrderId(order.getOrderId());
         placed->setTrackingId(trackingIdFor(order.getOrderId().cStr()));
         placed->setCustomer(order.getCustomer());
@@ -95,6 +98,9 @@ private:
 
     void reject(contracts::PlaceOrder::Reader order, const std::string& reason) {
         Outgoing<contracts::OrderRejected> rejected;
+        if (order.getOrderId().size() > 0)
+            rejected->getMeta().setMessageId("OrderRejected/" +
+                                             std::string(order.getOrderId().cStr()));
         rejected->setOrderId(order.getOrderId());
         rejected->setCustomer(order.getCustomer());
         rejected->setFromRegion(order.getFromRegion());

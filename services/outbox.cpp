@@ -10,10 +10,11 @@ namespace depot::delivery {
 std::vector<Email> readOutbox(const std::filesystem::path& file) {
     std::vector<Email> emails;
     for (const Journal::Record& r : Journal::read(file)) {
-        if (r.size() < 8)
-            continue;
-        emails.push_back(
-            Email{std::stoull(r[0]), std::stoll(r[1]), r[2], r[3], r[4], r[5], r[6], r[7]});
+        const auto sequence = r.size() >= 8 ? Journal::unsignedField(r[0]) : std::nullopt;
+        const auto micros = r.size() >= 8 ? Journal::signedField(r[1]) : std::nullopt;
+        if (!sequence || !micros)
+            continue; // not an email line
+        emails.push_back(Email{*sequence, *micros, r[2], r[3], r[4], r[5], r[6], r[7]});
     }
     return emails;
 }

@@ -2,6 +2,7 @@
 
 #include "services/factories.h"
 
+#include <cstdio>
 #include <map>
 #include <stdexcept>
 #include <thread>
@@ -37,6 +38,11 @@ Service::Service(std::string name, const ServiceOptions& options)
       connection_(connect(options, instance_)), bus_(connection_, instance_) {
     if (!options_.stateDir.empty())
         std::filesystem::create_directories(options_.stateDir);
+    // What no caller waited for: a handler that gave up, a message its error queue refused, a
+    // publish the broker dropped. An operator reads it on stderr.
+    connection_->onError([instance = instance_](const client::Error& error) {
+        std::fprintf(stderr, "%s: %s\n", instance.c_str(), error.what());
+    });
 }
 
 Service::~Service() {
@@ -49,8 +55,12 @@ void Service::stop() {
     stopped_ = true;
     subscriptions_.clear(); // each cancels its consumer, waiting for a handler in progress
     responders_.clear();
-    if (connection_)
-        connection_->close();
+    try {
+        if (connection_)
+            connection_->close();
+    } catch (const std::exception& e) { // called from destructors: never throw
+        std::fprintf(stderr, "%s: closing: %s\n", instance_.c_str(), e.what());
+    }
 }
 
 std::shared_ptr<client::Inbox> Service::makeInbox() {

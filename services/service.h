@@ -31,7 +31,9 @@ struct ServiceOptions {
     std::uint64_t seed = 1;      // couriers: the dice for failed deliveries
     std::uint32_t couriers = 20; // dispatch: couriers on the road, over all regions
     std::chrono::milliseconds workTime{0}; // simulated work per message handled
-    std::filesystem::path outbox;          // notifications: "" = <stateDir or .>/outbox.txt
+    // notifications: "" = <stateDir>/<instance>.outbox, or ./delivery-outbox.txt without a
+    // state dir (then started empty).
+    std::filesystem::path outbox;
 };
 
 class Service {

@@ -202,9 +202,13 @@ public:
     Customers(std::uint64_t seed, std::uint64_t orders)
         : random_(seed), customers_(std::max<std::uint64_t>(5, orders / 8)), seed_(seed) {}
 
-    void next(std::uint64_t i, contracts::PlaceOrder::Builder order) {
+    // `run`: "" when this run owns every service (a fresh start: the order ids, and with them
+    // the tracking ids and the couriers' dice, depend on the seed alone); otherwise a word that
+    // keeps this run's orders apart from an earlier run's in services that remember them.
+    void next(std::uint64_t i, contracts::PlaceOrder::Builder order, const std::string& run) {
         const auto& all = regions();
-        order.setOrderId("order-" + std::to_string(seed_) + "-" + std::to_string(i + 1));
+        order.setOrderId("order-" + std::to_string(seed_) + "-" + run + (run.empty() ? "" : "-") +
+                         std::to_string(i + 1));
         order.setCustomer("customer-" + std::to_string(pick(customers_) + 1));
         order.setFromRegion(all[pick(all.size())]);
         // One order in a hundred is for a place the business does not serve.
@@ -264,6 +268,11 @@ SimulationResult runSimulation(const SimulationOptions& options,
         connection->declareQueue(ORDERS_QUEUE, ordersQueue);
 
         Customers customers(options.seed, options.orders);
+        std::string run;
+        if (!options.allServices) {
+            std::random_device random;
+            run = std::to_string(random() % 1'000'000);
+        }
         auto lastReport = std::chrono::steady_clock::now();
         auto report = [&](bool force) {
             const auto now = std::chrono::steady_clock::now();
@@ -283,7 +292,7 @@ SimulationResult runSimulation(const SimulationOptions& options,
             if (std::chrono::steady_clock::now() >= deadline)
                 break;
             client::Outgoing<contracts::PlaceOrder> order;
-            customers.next(i, order.body());
+            customers.next(i, order.body(), run);
             const std::string id = "place-" + std::string(order->getOrderId().cStr());
             order->getMeta().setMessageId(id);
             monitor.expect(id);

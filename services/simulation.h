@@ -5,8 +5,10 @@
 // delivered or returned, or rejected), every delivered package is invoiced once, every event a
 // customer should hear about is mailed once, and each package's mail is in its life's order.
 //
-// Deterministic for a seed: the orders, their prices and which deliveries fail depend only on
-// the seed, so the counts are the same on every run; only the timings differ.
+// Deterministic for a seed: when the run starts every service itself, the orders, their prices
+// and which deliveries fail depend only on the seed, so the counts are the same on every run;
+// only the timings differ. Against services running elsewhere (which may remember earlier
+// runs), the order ids also carry a random run number.
 
 #include <chrono>
 #include <cstdint>

@@ -126,13 +126,14 @@ private:
     }
 
     void replay(const Journal::Record& r) {
-        if (r.size() < 5)
-            return;
-        add(r[0], r[1], Step{std::stoll(r[2]), r[3], r[4]});
+        const auto micros = r.size() >= 5 ? Journal::signedField(r[2]) : std::nullopt;
+        if (micros)
+            add(r[0], r[1], Step{*micros, r[3], r[4]});
     }
 
     void add(const std::string& id, const std::string& tracking, Step step) {
-        seen_.insert(id);
+        if (!seen_.insert(id).second)
+            return;
         auto& history = histories_[tracking];
         // By time of publication: events of one package come from several services.
         auto at =

@@ -267,6 +267,8 @@ TEST_CASE("bus: a message that keeps failing goes to <queue>.error with the reas
         CHECK(calls == 3);
         CHECK(eventually([&] { return bus.stats().deadLettered == 1; }));
         broken.stop();
+        connection->close(); // an unacked message would be requeued now
+        connection = Connection::open(url);
         CHECK(readyCount(*connection, "broken") == 0); // acked, not looping
         auto failed = connection->get("broken.error");
         REQUIRE(failed);
@@ -349,5 +351,97 @@ TEST_CASE("bus: contracts are read across versions: new fields are ignored or de
         CHECK(oldReader.items() == std::vector<std::string>{"new 500", "old 990"});
         CHECK(newReader.items() ==
               std::vector<std::string>{"new 10000 'happy birthday'", "old 0 ''"});
+    });
+}
+
+TEST_CASE("bus: a message sent back from the error queue is handled again, not dropped") {
+    forEachUrl([](const std::string& url) {
+        std::atomic<bool> fixed{false};
+        depot::tests::Inbox<std::string> handled;
+        auto connection = Connection::open(url);
+        Bus bus(connection, "test");
+        SubscribeOptions options = quickRetries(2);
+        options.inbox = std::make_shared<depot::client::Inbox>();
+        Subscription work = bus.subscribe("fixable", options);
+        work.on<contracts::PlaceOrder>([&](const Received<contracts::PlaceOrder>& m) {
+            if (!fixed)
+                throw std::runtime_error("pricing table missing");
+            handled.push(m->getOrderId().cStr());
+        });
+        work.start();
+        Outgoing<contracts::PlaceOrder> command;
+        command->setOrderId("o-21");
+        bus.send(command, "fixable");
+        REQUIRE(eventually([&] { return readyCount(*connection, "fixable.error") == 1; }));
+
+        fixed = true; // the operator fixes the cause and moves the message back
+        auto failed = connection->get("fixable.error");
+        REQUIRE(failed);
+        depot::client::PublishOptions again;
+        again.properties = failed->properties();
+        connection->publish("", "fixable", failed->body(), again);
+        REQUIRE(handled.waitFor(1));
+        CHECK(handled.at(0) == "o-21");
+        CHECK(bus.stats().duplicates == 0);
+    });
+}
+
+TEST_CASE("bus: what a handler publishes for a message without an id gets fresh ids") {
+    forEachUrl([](const std::string& url) {
+        depot::tests::Inbox<std::string> ids;
+        auto connection = Connection::open(url);
+        Bus bus(connection, "test");
+        Subscription relay = bus.subscribe("relay");
+        relay.on<contracts::PlaceOrder>([&](const Received<contracts::PlaceOrder>& m) {
+            auto event = orderPlaced(m->getOrderId().cStr());
+            event->getMeta().setMessageId(""); // derived, if it could be
+            bus.publish(event, "order.north.placed");
+        });
+        relay.start();
+        Subscription watch = bus.subscribe("relayed");
+        watch.on<contracts::OrderPlaced>(
+            [&](const Received<contracts::OrderPlaced>& m) {
+                ids.push(m.meta().getMessageId().cStr());
+            },
+            {"#"});
+        watch.start();
+
+        for (int i = 0; i < 2; ++i) { // as a tool that sets no message id would send them
+            Outgoing<contracts::PlaceOrder> command;
+            command->setOrderId("o-" + std::to_string(i));
+            capnp::MessageBuilder& message = command.message();
+            const kj::Array<capnp::word> words = capnp::messageToFlatArray(message);
+            depot::client::PublishOptions bare;
+            bare.properties.type = "PlaceOrder";
+            connection->publish("", "relay",
+                                std::string(words.asChars().begin(), words.asChars().size()), bare);
+        }
+        REQUIRE(ids.waitFor(2));
+        CHECK(ids.at(0) != ids.at(1));
+        CHECK(ids.at(0).size() == 32);
+    });
+}
+
+TEST_CASE("bus: an exclusive subscription has no error queue: what fails is rejected") {
+    forEachUrl([](const std::string& url) {
+        std::atomic<int> calls{0};
+        std::atomic<int> reported{0};
+        auto connection = Connection::open(url);
+        connection->onError([&](const depot::client::Error&) { ++reported; });
+        Bus bus(connection, "test");
+        SubscribeOptions options = quickRetries(2);
+        options.exclusive = true;
+        Subscription mine = bus.subscribe("", options);
+        mine.on<contracts::PlaceOrder>([&](const Received<contracts::PlaceOrder>&) {
+            ++calls;
+            throw std::runtime_error("no");
+        });
+        const std::string queue = mine.start();
+        CHECK(mine.errorQueue().empty());
+        Outgoing<contracts::PlaceOrder> command;
+        bus.send(command, queue);
+        REQUIRE(eventually([&] { return reported == 1; }));
+        CHECK(calls == 2);
+        CHECK(readyCount(*connection, queue) == 0);
     });
 }

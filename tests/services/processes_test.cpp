@@ -2,6 +2,7 @@
 // `delivery <service>` process and `delivery run --services none` places the orders and checks
 // the outcome. Services are killed and restarted, stopped and started, added at runtime.
 
+#include "tests/client/client_helpers.h"
 #include "tests/support/process.h"
 
 #include "services/outbox.h"
@@ -136,7 +137,15 @@ TEST_CASE("delivery processes: a service killed mid-run and restarted loses noth
     // Slow couriers and billing, so that the kill comes with work in their hands.
     Business business({{"couriers", {"--work-ms", "3"}}, {"billing", {"--work-ms", "2"}}});
     auto run = business.run(300);
-    std::this_thread::sleep_for(700ms);
+    // Once packages are being delivered (so the couriers and billing have work in hand).
+    REQUIRE(depot::tests::eventually(
+        [&] {
+            for (const auto& email : business.outbox())
+                if (email.kind == "invoice")
+                    return true;
+            return false;
+        },
+        30s));
     business.kill("couriers");
     business.kill("billing");
     std::this_thread::sleep_for(300ms);
@@ -191,8 +200,8 @@ TEST_CASE("delivery processes: two dispatch instances each take a fair share") {
     const std::uint64_t second =
         counted(business.stop("dispatch-2"), R"(dispatch-2: (\d+) couriers assigned)");
     CHECK(first + second >= 180); // the placed orders (the rest were rejected)
-    CHECK(first >= 60);
-    CHECK(second >= 60);
+    CHECK(first >= 45);           // each about half; a quarter leaves room for a loaded machine
+    CHECK(second >= 45);
 }
 
 TEST_CASE("delivery order and track: one order placed from the command line, then followed") {

@@ -84,6 +84,14 @@ TEST_CASE("delivery run: every order ends, each delivery is invoiced once and ma
     CHECK(r.invoiced == r.delivered);
     CHECK(r.emails == r.placed + r.rejected + r.failedAttempts + r.delivered + r.invoiced);
     CHECK(r.latenciesMicros.size() == 400);
+    // Billing's own ledger, not the events: a second invoice would show there.
+    bool billed = false;
+    for (const auto& summary : r.serviceSummaries)
+        if (summary.rfind("billing: ", 0) == 0) {
+            CHECK(summary.rfind("billing: " + std::to_string(r.delivered) + " invoices,", 0) == 0);
+            billed = true;
+        }
+    CHECK(billed);
     checkOutbox(dir, r);
 }
 
