@@ -6,6 +6,21 @@
 
 namespace depot::client {
 
+namespace {
+thread_local Dispatcher::Batch* currentBatch = nullptr;
+} // namespace
+
+Dispatcher::Batch::Batch(Dispatcher& dispatcher)
+    : dispatcher_(&dispatcher), previous_(currentBatch) {
+    currentBatch = this;
+}
+
+Dispatcher::Batch::~Batch() {
+    currentBatch = previous_;
+    if (posted_)
+        dispatcher_->queue_->wake.notify_one();
+}
+
 Dispatcher::Dispatcher() : queue_(std::make_shared<Queue>()) {
     thread_ = std::thread([queue = queue_] { run(queue); });
     threadId_ = thread_.get_id();
@@ -25,6 +40,12 @@ void Dispatcher::post(std::function<void()> task) {
         if (queue_->stopping)
             return;
         queue_->tasks.push_back(std::move(task));
+    }
+    for (Batch* batch = currentBatch; batch != nullptr; batch = batch->previous_) {
+        if (batch->dispatcher_ == this) {
+            batch->posted_ = true; // woken when the batch ends
+            return;
+        }
     }
     queue_->wake.notify_one();
 }

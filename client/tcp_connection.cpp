@@ -1,5 +1,6 @@
 #include "client/tcp_connection.h"
 
+#include "client/dispatcher.h"
 #include "client/topology.h"
 #include "protocol/convert.h"
 #include "protocol/frame_reader.h"
@@ -107,9 +108,9 @@ public:
         if (closed_.exchange(true) || !thread_.joinable())
             return;
         {
-            std::lock_guard lock(backlogMutex_); // wake publishers waiting for room
+            std::lock_guard lock(outMutex_); // wake publishers waiting for room
         }
-        backlogRoom_.notify_all();
+        room_.notify_all();
         if (onIoThread())
             return; // cannot wait for ourselves; the destructor finishes the job
         auto done = std::make_shared<std::promise<void>>();
@@ -214,24 +215,27 @@ public:
                                          std::string(key), arguments, true});
     }
 
+    // Encoded on the caller's thread and appended to the outbox there: no hop to the network
+    // thread per message, which is woken once per batch (see appendFrame).
     void publish(std::string_view exchange, std::string_view routingKey, std::string body,
                  const PublishOptions& options) override {
         if (closed_)
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
         waitForPublishRoom();
-        auto payload = std::make_shared<PublishPayload>(PublishPayload{
-            std::string(exchange), std::string(routingKey), options, std::move(body)});
-        asio::post(io_, [this, payload] {
-            if (link_ != Link::OPEN) {
-                notifyError(Error(ErrorKind::CONNECTION_LOST, "publish to '" + payload->exchange +
-                                                                  "' dropped: " + downReason_));
-                return;
-            }
-            sendFrame(0, [&](capnp::MessageBuilder& b, wire::Frame::Builder f,
-                             const void*& external, std::shared_ptr<const void>& keepAlive) {
-                fillPublish(b, f, *payload, external, keepAlive, payload);
-            });
+        // A body large enough to be sent from where it lives needs an owner until written.
+        std::shared_ptr<const std::string> owner;
+        if (protocol::canReferenceBody(body))
+            owner = std::make_shared<const std::string>(std::move(body));
+        const std::string& bytes = owner ? *owner : body;
+        const bool sent = appendFrame(0, [&](capnp::MessageBuilder& b, wire::Frame::Builder f,
+                                             const void*& external,
+                                             std::shared_ptr<const void>& keepAlive) {
+            fillPublish(b, f, exchange, routingKey, options, bytes, owner, external, keepAlive);
         });
+        if (!sent)
+            notifyError(Error(ErrorKind::CONNECTION_LOST,
+                              "publish to '" + std::string(exchange) +
+                                  "' dropped: not connected to " + url_.redacted()));
     }
 
     Confirmation publishConfirmed(std::string_view exchange, std::string_view routingKey,
@@ -241,7 +245,8 @@ public:
         return call<Confirmation>(
             [payload](capnp::MessageBuilder& b, wire::Frame::Builder f, const void*& external,
                       std::shared_ptr<const void>& keepAlive) {
-                fillPublish(b, f, *payload, external, keepAlive, payload);
+                fillPublish(b, f, payload->exchange, payload->routingKey, payload->options,
+                            payload->body, payload, external, keepAlive);
             },
             [this](wire::Frame::Reader f) {
                 const auto c = f.getConfirm();
@@ -374,16 +379,18 @@ private:
         w.setPrefetchCount(c.options.prefetch);
     }
 
+    // `owner` keeps `body` alive when it is sent from where it lives (a large body).
     static void fillPublish(capnp::MessageBuilder& builder, wire::Frame::Builder f,
-                            const PublishPayload& p, const void*& external,
-                            std::shared_ptr<const void>& keepAlive,
-                            const std::shared_ptr<PublishPayload>& owner) {
+                            std::string_view exchange, std::string_view routingKey,
+                            const PublishOptions& options, const std::string& body,
+                            const std::shared_ptr<const void>& owner, const void*& external,
+                            std::shared_ptr<const void>& keepAlive) {
         auto w = f.initPublish();
-        w.setExchange(wireText(p.exchange));
-        w.setRoutingKey(wireText(p.routingKey));
-        w.setMandatory(p.options.mandatory);
-        toWire(p.options.properties, w.initProperties());
-        external = protocol::setBody(builder, w, p.body);
+        w.setExchange(wireText(exchange));
+        w.setRoutingKey(wireText(routingKey));
+        w.setMandatory(options.mandatory);
+        toWire(options.properties, w.initProperties());
+        external = protocol::setBody(builder, w, body);
         if (external != nullptr)
             keepAlive = owner;
     }
@@ -553,16 +560,10 @@ private:
             return;
         // No timeout: while the broker has blocked us (memory alarm) a publisher waits, as with
         // RabbitMQ's connection.blocked. A lost link empties the backlog and wakes it.
-        std::unique_lock lock(backlogMutex_);
-        backlogRoom_.wait(lock, [this] { return backlog_ < PUBLISH_BACKLOG_LIMIT || closed_; });
-    }
-
-    void updateBacklog() {
-        {
-            std::lock_guard lock(backlogMutex_);
-            backlog_ = outbox_.bufferedBytes();
-        }
-        backlogRoom_.notify_all();
+        std::unique_lock lock(outMutex_);
+        room_.wait(lock, [this] {
+            return outbox_.bufferedBytes() < PUBLISH_BACKLOG_LIMIT || closed_;
+        });
     }
 
     // --- io thread: the link ---
@@ -609,7 +610,11 @@ private:
         asio::error_code ignored;
         socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
         reader_ = protocol::FrameReader(protocol::DEFAULT_MAX_FRAME_BYTES);
-        outbox_ = protocol::Outbox();
+        {
+            std::lock_guard lock(outMutex_);
+            outbox_ = protocol::Outbox();
+            flushPosted_ = false;
+        }
         lastRead_ = lastWrite_ = SteadyClock::now();
         ackLink_ = std::make_shared<AckLink>(this);
         readMore();
@@ -648,6 +653,10 @@ private:
                 } else {
                     recover();
                 }
+                // Only now may other threads append (publishes, acks): after the frames that
+                // recovery queued, so that nothing overtakes the topology it declares again.
+                std::lock_guard lock(outMutex_);
+                outOpen_ = true;
             },
             /*beforeOpen=*/true);
     }
@@ -719,44 +728,72 @@ private:
         return id;
     }
 
+    // On the io thread: any frame, while the link is being opened too.
     template <class F> void sendFrame(std::uint64_t requestId, F&& fill) {
+        (void)appendFrame(requestId, std::forward<F>(fill), /*force=*/true);
+    }
+
+    // From any thread: encodes the frame (outside the lock, on a scratch segment of the calling
+    // thread) and appends it to the outbox. The io thread is woken only when no flush is
+    // already on its way and no write is in progress (it flushes again when that write
+    // completes), so frames from a busy publisher or consumer go out in batches, many per
+    // system call. Other threads may append only while the link is open (`outOpen_`); returns
+    // false when the frame was dropped for that reason.
+    template <class F> bool appendFrame(std::uint64_t requestId, F&& fill, bool force = false) {
+        thread_local const std::unique_ptr<capnp::word[]> scratch =
+            std::make_unique<capnp::word[]>(SCRATCH_WORDS);
         const void* external = nullptr;
         std::shared_ptr<const void> keepAlive;
+        // The scratch segment is zeroed again by the builder's destructor, ready for reuse.
+        capnp::MallocMessageBuilder builder(kj::ArrayPtr<capnp::word>(scratch.get(), SCRATCH_WORDS));
+        wire::Frame::Builder frame = builder.initRoot<wire::Frame>();
+        frame.setRequestId(requestId);
+        fill(builder, frame, external, keepAlive);
+        bool wake = false;
         {
-            capnp::MallocMessageBuilder builder(
-                kj::ArrayPtr<capnp::word>(scratch_.get(), SCRATCH_WORDS));
-            wire::Frame::Builder frame = builder.initRoot<wire::Frame>();
-            frame.setRequestId(requestId);
-            fill(builder, frame, external, keepAlive);
+            std::lock_guard lock(outMutex_);
+            if (!outOpen_ && !force)
+                return false;
             outbox_.append(builder, external, std::move(keepAlive));
+            if (!flushPosted_ && !outbox_.writing()) {
+                flushPosted_ = true;
+                wake = true;
+            }
         }
-        updateBacklog();
-        if (!flushPosted_ && !outbox_.writing()) {
-            flushPosted_ = true;
+        if (wake)
             asio::post(io_, [this] { flush(); });
-        }
+        return true;
     }
 
     void flush() {
-        flushPosted_ = false;
-        if (link_ == Link::DOWN || outbox_.writing() || !outbox_.hasPending())
-            return;
         std::vector<asio::const_buffer> buffers;
-        for (const auto& range : outbox_.startWrite())
-            buffers.emplace_back(range.data(), range.size());
+        {
+            std::lock_guard lock(outMutex_);
+            flushPosted_ = false;
+            if (link_ == Link::DOWN || outbox_.writing() || !outbox_.hasPending())
+                return;
+            // The batch in flight is touched by nobody else until finishWrite.
+            for (const auto& range : outbox_.startWrite())
+                buffers.emplace_back(range.data(), range.size());
+        }
         asio::async_write(
             socket_, buffers,
             [this, generation = generation_](const asio::error_code& error, std::size_t) {
                 if (generation != generation_)
                     return; // a write of a link that is gone
-                outbox_.finishWrite();
-                updateBacklog();
+                bool more = false;
+                {
+                    std::lock_guard lock(outMutex_);
+                    outbox_.finishWrite();
+                    more = outbox_.hasPending();
+                }
+                room_.notify_all();
                 if (error) {
                     linkDown("write failed: " + error.message());
                     return;
                 }
                 lastWrite_ = SteadyClock::now();
-                if (outbox_.hasPending())
+                if (more)
                     flush();
             });
     }
@@ -775,6 +812,7 @@ private:
                 }
                 lastRead_ = SteadyClock::now();
                 reader_.commit(bytes);
+                Dispatcher::Batch batch(dispatcher()); // one wake-up for this read's deliveries
                 std::optional<capnp::FlatArrayMessageReader> frame;
                 std::string problem;
                 while (generation == generation_) {
@@ -899,9 +937,13 @@ private:
             ackLink_->detach();
             ackLink_.reset();
         }
-        outbox_ = protocol::Outbox();
-        updateBacklog();
-        flushPosted_ = false;
+        {
+            std::lock_guard lock(outMutex_);
+            outOpen_ = false;
+            outbox_ = protocol::Outbox();
+            flushPosted_ = false;
+        }
+        room_.notify_all();
         returnedIds_.clear();
         cancelledNeedAck_.clear();
         auto pending = std::move(pending_);
@@ -967,9 +1009,6 @@ private:
     asio::ip::tcp::socket socket_;
     asio::steady_timer timer_;
     protocol::FrameReader reader_;
-    protocol::Outbox outbox_;
-    std::unique_ptr<capnp::word[]> scratch_ = std::make_unique<capnp::word[]>(SCRATCH_WORDS);
-    bool flushPosted_ = false;
     Link link_ = Link::DOWN;
     std::uint64_t generation_ = 0; // bumped when a link goes down: late callbacks see it
     std::string downReason_ = "not connected yet";
@@ -991,23 +1030,23 @@ private:
     SteadyClock::time_point lastWrite_;
     std::chrono::seconds heartbeat_{0};
 
-    std::mutex backlogMutex_;
-    std::condition_variable backlogRoom_;
-    std::size_t backlog_ = 0;
+    // The outbox is shared: any thread appends (appendFrame), the io thread writes.
+    std::mutex outMutex_;
+    std::condition_variable room_; // a write completed, or the link went: publishers may go on
+    protocol::Outbox outbox_;
+    bool flushPosted_ = false;
+    bool outOpen_ = false; // others may append: the link is open and recovery is queued
 };
 
+// Appended from the acking thread (the dispatcher's, usually): many acks share a write.
+// detach() happens before the link's outbox is dropped, so an ack of an old link goes nowhere:
+// after a reconnect the same tags mean other messages.
 template <class Fill> void AckLink::post(Fill fill) {
     std::lock_guard lock(mutex_);
     if (owner_ == nullptr)
         return;
-    TcpConnection* owner = owner_;
-    asio::post(owner->io_, [owner, self = this, fill] {
-        // Still this link? After a reconnect the tags mean other messages: drop the ack.
-        if (owner->ackLink_.get() != self || owner->link_ != TcpConnection::Link::OPEN)
-            return;
-        owner->sendFrame(0, [&](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
-                                std::shared_ptr<const void>&) { fill(f); });
-    });
+    (void)owner_->appendFrame(0, [&](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                                     std::shared_ptr<const void>&) { fill(f); });
 }
 
 void AckLink::ack(std::uint64_t tag, bool multiple) {
