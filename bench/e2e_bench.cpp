@@ -140,6 +140,109 @@ Outcome oneToOne(const std::string& url, const E2eOptions& options, bool acks) {
     return outcome;
 }
 
+// Counts deliveries across handlers until `expected` arrived (or two minutes passed).
+class Tally {
+public:
+    explicit Tally(std::size_t expected) : expected_(expected) {}
+    void add() {
+        std::lock_guard lock(mutex_);
+        if (++received_ == expected_)
+            done_.notify_all();
+    }
+    bool wait() {
+        std::unique_lock lock(mutex_);
+        return done_.wait_for(lock, std::chrono::seconds(120),
+                              [&] { return received_ >= expected_; });
+    }
+    std::size_t received() {
+        std::lock_guard lock(mutex_);
+        return received_;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable done_;
+    std::size_t expected_;
+    std::size_t received_ = 0;
+};
+
+// Four publisher connections (a thread each) into one queue, four competing consumer
+// connections with acks (prefetch 100): the work-queue pattern.
+Outcome fourToFour(const std::string& url, const E2eOptions& options) {
+    constexpr std::size_t N = 4;
+    const std::string queue = "bench.e2e.work";
+    auto setup = client::Connection::open(url);
+    setup->declareQueue(queue);
+    setup->purge(queue);
+    const std::size_t perPublisher = std::max<std::size_t>(1, options.messages / N);
+    Tally tally(perPublisher * N);
+    std::vector<std::shared_ptr<client::Connection>> consumerConnections;
+    std::vector<client::Consumer> consumers;
+    client::ConsumeOptions consume;
+    consume.prefetch = 100;
+    for (std::size_t i = 0; i < N; ++i) {
+        consumerConnections.push_back(client::Connection::open(url));
+        consumers.push_back(consumerConnections.back()->consume(
+            queue,
+            [&tally](client::Delivery& d) {
+                d.ack();
+                tally.add();
+            },
+            consume));
+    }
+    std::vector<std::shared_ptr<client::Connection>> publishers;
+    for (std::size_t i = 0; i < N; ++i)
+        publishers.push_back(client::Connection::open(url));
+    const std::string body(options.body, 'x');
+    const auto start = Clock::now();
+    std::vector<std::thread> threads;
+    for (std::size_t i = 0; i < N; ++i)
+        threads.emplace_back([&, i] {
+            for (std::size_t m = 0; m < perPublisher; ++m)
+                publishers[i]->publish("", queue, body);
+        });
+    for (std::thread& t : threads)
+        t.join();
+    const bool finished = tally.wait();
+    const double seconds = secondsSince(start);
+    for (client::Consumer& c : consumers)
+        c.cancel();
+    return Outcome{"4 -> 4, one queue, acks (prefetch 100)", tally.received(), seconds,
+                   static_cast<double>(options.body) + 96, finished ? "" : "timed out"};
+}
+
+// One publisher, a fanout exchange bound to ten queues, a consumer (no acks) on each: every
+// message is delivered ten times; the rate counts deliveries.
+Outcome fanoutTen(const std::string& url, const E2eOptions& options) {
+    constexpr std::size_t QUEUES = 10;
+    auto consumerConnection = client::Connection::open(url);
+    auto publisherConnection = client::Connection::open(url);
+    consumerConnection->declareExchange("bench.e2e.fanout", client::ExchangeType::FANOUT);
+    const std::size_t published = std::max<std::size_t>(1, options.messages / QUEUES);
+    Tally tally(published * QUEUES);
+    std::vector<client::Consumer> consumers;
+    client::ConsumeOptions consume;
+    consume.noAck = true;
+    for (std::size_t i = 0; i < QUEUES; ++i) {
+        const std::string queue = "bench.e2e.fanout." + std::to_string(i);
+        consumerConnection->declareQueue(queue);
+        consumerConnection->purge(queue);
+        consumerConnection->bindQueue(queue, "bench.e2e.fanout", "");
+        consumers.push_back(consumerConnection->consume(
+            queue, [&tally](client::Delivery&) { tally.add(); }, consume));
+    }
+    const std::string body(options.body, 'x');
+    const auto start = Clock::now();
+    for (std::size_t i = 0; i < published; ++i)
+        publisherConnection->publish("bench.e2e.fanout", "", body);
+    const bool finished = tally.wait();
+    const double seconds = secondsSince(start);
+    for (client::Consumer& c : consumers)
+        c.cancel();
+    return Outcome{"fanout to 10 queues, no acks (deliveries)", tally.received(), seconds,
+                   static_cast<double>(options.body) + 96, finished ? "" : "timed out"};
+}
+
 Outcome confirmed(const std::string& url, const E2eOptions& options) {
     auto connection = client::Connection::open(url);
     connection->declareQueue("bench.e2e.confirm");
@@ -226,6 +329,10 @@ void runE2e(const E2eOptions& given) {
     outcomes.push_back(oneToOne(url, options, false));
     std::cerr << "1 -> 1 acks...\n";
     outcomes.push_back(oneToOne(url, options, true));
+    std::cerr << "4 -> 4...\n";
+    outcomes.push_back(fourToFour(url, options));
+    std::cerr << "fanout 10...\n";
+    outcomes.push_back(fanoutTen(url, options));
     std::cerr << "confirms...\n";
     outcomes.push_back(confirmed(url, options));
     std::cerr << "loopback ceiling...\n";
@@ -255,8 +362,10 @@ void addE2eCommand(CLI::App& app) {
     auto options = std::make_shared<E2eOptions>();
     CLI::App* e2e = app.add_subcommand(
         "e2e", "Messages through depotd over TCP: 1 publisher -> 1 consumer without and with "
-               "acks, confirmed publishes, RPC round trips, next to a raw loopback TCP ceiling "
-               "measured in the same run. Starts depotd (next to depot-bench) unless --target.");
+               "acks, 4 publishers -> 4 competing consumers, fanout to 10 queues, confirmed "
+               "publishes, RPC round trips, next to a raw loopback TCP ceiling measured in the "
+               "same run (the ratio compares bytes per second). Starts depotd (next to "
+               "depot-bench) unless --target.");
     e2e->add_option("--target", options->target, "a running broker (depot://...)");
     e2e->add_option("--messages", options->messages, "messages per scenario")
         ->check(CLI::Range(std::size_t{1}, std::size_t{100'000'000}))
