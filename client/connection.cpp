@@ -5,6 +5,7 @@
 #include "client/tcp_connection.h"
 
 #include <atomic>
+#include <deque>
 #include <future>
 #include <mutex>
 #include <unordered_map>
@@ -38,6 +39,13 @@ public:
 private:
     std::mutex running_;
     std::atomic<bool> open_{true};
+};
+
+// Deliveries received for one consumer and not yet handed to its handler.
+struct Mailbox {
+    std::mutex mutex;
+    std::deque<Delivery> deliveries;
+    bool scheduled = false; // a drain task is posted and has not finished
 };
 
 // An Error as plain values (see embedded_connection.cpp): what a waiting request is told when
@@ -188,30 +196,56 @@ Consumer Connection::consume(std::string_view queue, Handler handler,
     auto userHandler = std::make_shared<const Handler>(std::move(handler));
     Dispatcher* dispatcher = &state_->dispatcher; // the transport calls `raw` only while open
     std::weak_ptr<Connection> weak = weak_from_this();
-    RawHandler raw = [dispatcher, gate, userHandler, weak](Delivery delivery) {
-        dispatcher->post([gate, userHandler, weak, delivery = std::move(delivery)]() mutable {
-            std::exception_ptr failure;
-            const bool ran = gate->pass([&] {
-                try {
-                    (*userHandler)(delivery);
-                } catch (...) {
-                    failure = std::current_exception();
+    // Deliveries wait in the consumer's mailbox; one dispatcher task drains whatever has
+    // arrived, so a busy consumer costs one task (one allocation, one lock) per batch, not per
+    // delivery. Order holds per consumer.
+    auto mailbox = std::make_shared<Mailbox>();
+    auto drain = [gate, userHandler, weak, mailbox] {
+        for (;;) {
+            std::deque<Delivery> batch;
+            {
+                std::lock_guard lock(mailbox->mutex);
+                if (mailbox->deliveries.empty()) {
+                    mailbox->scheduled = false;
+                    return;
                 }
-            });
-            if (!ran) {
-                // Cancelled before the application saw it: give it back to the queue.
-                delivery.reject(true);
-                return;
+                batch.swap(mailbox->deliveries);
             }
-            if (!failure)
-                return; // the connection may be gone now: the handler may have dropped it
-            // The delivery stays as the handler left it (unsettled unless it settled it), as in
-            // AMQP clients; the application hears of the failure.
-            if (std::shared_ptr<Connection> connection = weak.lock())
-                connection->notifyError(Error(ErrorKind::HANDLER_FAILED,
-                                              "the handler of consumer '" + delivery.consumerTag() +
-                                                  "' threw: " + describeFailure(failure)));
-        });
+            for (Delivery& delivery : batch) {
+                std::exception_ptr failure;
+                const bool ran = gate->pass([&] {
+                    try {
+                        (*userHandler)(delivery);
+                    } catch (...) {
+                        failure = std::current_exception();
+                    }
+                });
+                if (!ran) {
+                    // Cancelled before the application saw it: give it back to the queue.
+                    delivery.reject(true);
+                    continue;
+                }
+                if (!failure)
+                    continue;
+                // The delivery stays as the handler left it (unsettled unless it settled it),
+                // as in AMQP clients; the application hears of the failure.
+                if (std::shared_ptr<Connection> connection = weak.lock())
+                    connection->notifyError(Error(ErrorKind::HANDLER_FAILED,
+                                                  "the handler of consumer '" +
+                                                      delivery.consumerTag() +
+                                                      "' threw: " + describeFailure(failure)));
+            }
+        }
+    };
+    RawHandler raw = [dispatcher, mailbox, drain](Delivery delivery) {
+        {
+            std::lock_guard lock(mailbox->mutex);
+            mailbox->deliveries.push_back(std::move(delivery));
+            if (mailbox->scheduled)
+                return;
+            mailbox->scheduled = true;
+        }
+        dispatcher->post(drain);
     };
     std::string tag = startConsumer(queue, std::move(raw), options);
     bool shutDown = false;

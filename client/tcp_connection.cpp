@@ -227,15 +227,15 @@ public:
         if (protocol::canReferenceBody(body))
             owner = std::make_shared<const std::string>(std::move(body));
         const std::string& bytes = owner ? *owner : body;
-        const bool sent = appendFrame(0, [&](capnp::MessageBuilder& b, wire::Frame::Builder f,
-                                             const void*& external,
-                                             std::shared_ptr<const void>& keepAlive) {
-            fillPublish(b, f, exchange, routingKey, options, bytes, owner, external, keepAlive);
-        });
+        const bool sent =
+            appendFrame(0, [&](capnp::MessageBuilder& b, wire::Frame::Builder f,
+                               const void*& external, std::shared_ptr<const void>& keepAlive) {
+                fillPublish(b, f, exchange, routingKey, options, bytes, owner, external, keepAlive);
+            });
         if (!sent)
-            notifyError(Error(ErrorKind::CONNECTION_LOST,
-                              "publish to '" + std::string(exchange) +
-                                  "' dropped: not connected to " + url_.redacted()));
+            notifyError(Error(ErrorKind::CONNECTION_LOST, "publish to '" + std::string(exchange) +
+                                                              "' dropped: not connected to " +
+                                                              url_.redacted()));
     }
 
     Confirmation publishConfirmed(std::string_view exchange, std::string_view routingKey,
@@ -561,9 +561,8 @@ private:
         // No timeout: while the broker has blocked us (memory alarm) a publisher waits, as with
         // RabbitMQ's connection.blocked. A lost link empties the backlog and wakes it.
         std::unique_lock lock(outMutex_);
-        room_.wait(lock, [this] {
-            return outbox_.bufferedBytes() < PUBLISH_BACKLOG_LIMIT || closed_;
-        });
+        room_.wait(lock,
+                   [this] { return outbox_.bufferedBytes() < PUBLISH_BACKLOG_LIMIT || closed_; });
     }
 
     // --- io thread: the link ---
@@ -647,16 +646,17 @@ private:
                 link_ = Link::OPEN;
                 backoff_ = FIRST_BACKOFF;
                 armTimer();
+                // Other threads may append (publishes, acks) from here on: before open()
+                // returns, and after a reconnect only once recovery has queued its frames, so
+                // that nothing overtakes the topology it declares again.
                 if (connectPromise_) {
+                    openForOthers();
                     connectPromise_->set_value();
                     connectPromise_.reset();
                 } else {
                     recover();
+                    openForOthers();
                 }
-                // Only now may other threads append (publishes, acks): after the frames that
-                // recovery queued, so that nothing overtakes the topology it declares again.
-                std::lock_guard lock(outMutex_);
-                outOpen_ = true;
             },
             /*beforeOpen=*/true);
     }
@@ -728,6 +728,11 @@ private:
         return id;
     }
 
+    void openForOthers() {
+        std::lock_guard lock(outMutex_);
+        outOpen_ = true;
+    }
+
     // On the io thread: any frame, while the link is being opened too.
     template <class F> void sendFrame(std::uint64_t requestId, F&& fill) {
         (void)appendFrame(requestId, std::forward<F>(fill), /*force=*/true);
@@ -745,7 +750,8 @@ private:
         const void* external = nullptr;
         std::shared_ptr<const void> keepAlive;
         // The scratch segment is zeroed again by the builder's destructor, ready for reuse.
-        capnp::MallocMessageBuilder builder(kj::ArrayPtr<capnp::word>(scratch.get(), SCRATCH_WORDS));
+        capnp::MallocMessageBuilder builder(
+            kj::ArrayPtr<capnp::word>(scratch.get(), SCRATCH_WORDS));
         wire::Frame::Builder frame = builder.initRoot<wire::Frame>();
         frame.setRequestId(requestId);
         fill(builder, frame, external, keepAlive);
