@@ -4,9 +4,10 @@
 // TCP), so a test can swap one for the other.
 //
 // Threads: every call is safe from any thread. Blocking calls wait for the broker's answer and
-// throw Error when it refuses. Handlers (consumers, RPC responders, events) run one at a time,
-// in order, on the connection's dispatcher thread, never on the caller's or the network's
-// thread: a handler may itself make blocking calls on the same connection.
+// throw Error when it refuses. Handlers (consumers, RPC responders, events) run one at a time
+// on the connection's dispatcher thread, never on the caller's or the network's thread: a
+// handler may itself make blocking calls on the same connection. Each consumer's deliveries
+// reach its handler in the order the broker sent them.
 
 #include "client/delivery.h"
 #include "client/error.h"

@@ -1,0 +1,519 @@
+#include "broker/store/message_store.h"
+
+#include "broker/store/crc32c.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fcntl.h>
+#include <unistd.h>
+
+namespace depot::store {
+
+namespace {
+
+constexpr char MAGIC[8] = {'D', 'E', 'P', 'O', 'T', 'S', 'E', 'G'};
+constexpr std::uint32_t VERSION = 1;
+constexpr std::size_t SEGMENT_HEADER = 16;
+constexpr std::size_t RECORD_HEADER = 9;         // length, checksum, type
+constexpr std::uint32_t MAX_RECORD = 512u << 20; // a sanity bound on a length field
+constexpr std::size_t NAME_LIMIT = 0xffff;
+
+enum RecordType : std::uint8_t { MESSAGE = 1, ENQUEUE = 2, ACK = 3, DROP = 4 };
+
+StoreError ioError(const std::string& what, const std::filesystem::path& path) {
+    return StoreError(what + " " + path.string() + ": " + std::strerror(errno));
+}
+
+void put32(std::string& out, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i)
+        out += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+void put64(std::string& out, std::uint64_t v) {
+    for (int i = 0; i < 8; ++i)
+        out += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+void putName(std::string& out, std::string_view name) {
+    if (name.size() > NAME_LIMIT)
+        throw StoreError("queue name longer than 65535 bytes");
+    out += static_cast<char>(name.size() & 0xff);
+    out += static_cast<char>(name.size() >> 8);
+    out.append(name);
+}
+
+// Reads little-endian fields from a record's payload; `ok` turns false past its end.
+class Reader {
+public:
+    Reader(const char* data, std::size_t size) : p_(data), left_(size) {}
+    std::uint64_t get(int bytes) {
+        if (left_ < static_cast<std::size_t>(bytes)) {
+            ok_ = false;
+            return 0;
+        }
+        std::uint64_t v = 0;
+        for (int i = 0; i < bytes; ++i)
+            v |= static_cast<std::uint64_t>(static_cast<unsigned char>(p_[i])) << (8 * i);
+        p_ += bytes;
+        left_ -= static_cast<std::size_t>(bytes);
+        return v;
+    }
+    std::string name() {
+        const auto size = static_cast<std::size_t>(get(2));
+        if (!ok_ || left_ < size) {
+            ok_ = false;
+            return {};
+        }
+        std::string out(p_, size);
+        p_ += size;
+        left_ -= size;
+        return out;
+    }
+    std::size_t offsetFrom(const char* start) const { return static_cast<std::size_t>(p_ - start); }
+    std::size_t left() const { return left_; }
+    bool ok() const { return ok_; }
+
+private:
+    const char* p_;
+    std::size_t left_;
+    bool ok_ = true;
+};
+
+bool writeAll(int fd, const char* data, std::size_t size) {
+    while (size > 0) {
+        const ssize_t n = ::write(fd, data, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return false;
+        data += n;
+        size -= static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+std::string readFile(int fd, std::uint64_t size) {
+    std::string data(size, '\0');
+    std::uint64_t done = 0;
+    while (done < size) {
+        const ssize_t n = ::pread(fd, data.data() + done, size - done, static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        done += static_cast<std::uint64_t>(n);
+    }
+    data.resize(done);
+    return data;
+}
+
+void syncDirectory(const std::filesystem::path& directory) {
+    const int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        (void)::fsync(fd);
+        ::close(fd);
+    }
+}
+
+} // namespace
+
+struct MessageStore::Segment {
+    std::uint32_t number = 0;
+    std::filesystem::path path;
+    int fd = -1;
+    std::uint64_t size = 0;      // bytes in the file, plus those buffered for it (active only)
+    std::uint64_t live = 0;      // live records in it (messages still referenced, enqueues)
+    std::uint64_t liveBytes = 0; // their sizes
+    ~Segment() {
+        if (fd >= 0)
+            ::close(fd);
+    }
+};
+
+MessageStore::MessageStore(Options options) : options_(std::move(options)) {}
+
+MessageStore::~MessageStore() = default;
+
+std::unique_ptr<MessageStore> MessageStore::open(const Options& options, Recovered& recovered) {
+    std::error_code error;
+    std::filesystem::create_directories(options.directory, error);
+    if (error)
+        throw StoreError("cannot create " + options.directory.string() + ": " + error.message());
+    std::unique_ptr<MessageStore> store(new MessageStore(options));
+    store->recover(recovered);
+    store->startSegment(); // appends always go to a fresh segment: a recovered tail stays read-only
+    return store;
+}
+
+void MessageStore::recover(Recovered& recovered) {
+    std::vector<std::uint32_t> numbers;
+    for (const auto& entry : std::filesystem::directory_iterator(options_.directory)) {
+        const std::string name = entry.path().filename().string();
+        unsigned number = 0;
+        char tail[8] = {};
+        if (std::sscanf(name.c_str(), "%8u.%3s", &number, tail) == 2 &&
+            std::string(tail) == "seg" && name.size() == 12 && number > 0)
+            numbers.push_back(number);
+    }
+    std::sort(numbers.begin(), numbers.end());
+
+    for (std::size_t index = 0; index < numbers.size(); ++index) {
+        const bool last = index + 1 == numbers.size();
+        auto segment = std::make_unique<Segment>();
+        segment->number = numbers[index];
+        char name[16];
+        std::snprintf(name, sizeof name, "%08u.seg", segment->number);
+        segment->path = options_.directory / name;
+        segment->fd = ::open(segment->path.c_str(), O_RDWR | O_CLOEXEC);
+        if (segment->fd < 0)
+            throw ioError("cannot open", segment->path);
+        const std::uint64_t fileSize =
+            static_cast<std::uint64_t>(::lseek(segment->fd, 0, SEEK_END));
+        const std::string data = readFile(segment->fd, fileSize);
+        std::size_t at = SEGMENT_HEADER;
+        if (data.size() < SEGMENT_HEADER || std::memcmp(data.data(), MAGIC, 8) != 0) {
+            recovered.problems.push_back(segment->path.string() + ": not a segment, ignored");
+            continue;
+        }
+        while (at < data.size()) {
+            Reader header(data.data() + at, data.size() - at);
+            const auto length = static_cast<std::uint32_t>(header.get(4));
+            const auto checksum = static_cast<std::uint32_t>(header.get(4));
+            const auto type = static_cast<std::uint8_t>(header.get(1));
+            const bool fits =
+                header.ok() && length <= MAX_RECORD && at + RECORD_HEADER + length <= data.size();
+            if (!fits || crc32c(data.data() + at + 8, 1 + length) != checksum) {
+                const std::uint64_t dropped = data.size() - at;
+                if (last) {
+                    recovered.problems.push_back(segment->path.string() + ": torn tail at offset " +
+                                                 std::to_string(at) + ", " +
+                                                 std::to_string(dropped) + " bytes cut");
+                    if (::ftruncate(segment->fd, static_cast<off_t>(at)) != 0)
+                        throw ioError("cannot truncate", segment->path);
+                    (void)::fsync(segment->fd);
+                } else {
+                    recovered.problems.push_back(
+                        segment->path.string() + ": " + (fits ? "bad checksum" : "bad length") +
+                        " at offset " + std::to_string(at) + ", the " + std::to_string(dropped) +
+                        " bytes after it skipped");
+                }
+                break;
+            }
+            const char* payload = data.data() + at + RECORD_HEADER;
+            Reader r(payload, length);
+            switch (type) {
+            case MESSAGE: {
+                const std::uint64_t id = r.get(8);
+                const auto offset = at + RECORD_HEADER + r.offsetFrom(payload);
+                messages_[id] =
+                    MessageInfo{segment->number, offset, static_cast<std::uint32_t>(r.left()), 0};
+                recovered.messages[id] = std::string(payload + r.offsetFrom(payload), r.left());
+                nextMessageId_ = std::max(nextMessageId_, id + 1);
+                break;
+            }
+            case ENQUEUE: {
+                const std::uint64_t id = r.get(8);
+                const std::uint64_t sequence = r.get(8);
+                const std::string queue = r.name();
+                if (!r.ok())
+                    break;
+                QueueIndex& index = queues_[queue];
+                index.bySequence[sequence] = QueueEntry{id, segment->number};
+                index.sequenceOf[id] = sequence;
+                index.nextSequence = std::max(index.nextSequence, sequence + 1);
+                break;
+            }
+            case ACK: {
+                const std::uint64_t id = r.get(8);
+                const std::string queue = r.name();
+                auto q = queues_.find(queue);
+                if (!r.ok() || q == queues_.end())
+                    break;
+                auto s = q->second.sequenceOf.find(id);
+                if (s != q->second.sequenceOf.end()) {
+                    q->second.bySequence.erase(s->second);
+                    q->second.sequenceOf.erase(s);
+                }
+                break;
+            }
+            case DROP: {
+                const std::string queue = r.name();
+                if (r.ok())
+                    queues_.erase(queue);
+                break;
+            }
+            default:
+                break; // a record type from a newer version: skipped
+            }
+            at += RECORD_HEADER + length;
+        }
+        segment->size = std::min<std::uint64_t>(at, data.size());
+        segments_[segment->number] = std::move(segment);
+    }
+
+    // What is live: enqueues not acked, and the messages they reference.
+    for (auto& [name, index] : queues_) {
+        std::vector<Recovered::Entry>& entries = recovered.queues[name];
+        for (auto it = index.bySequence.begin(); it != index.bySequence.end();) {
+            auto message = messages_.find(it->second.messageId);
+            if (message == messages_.end()) { // its MESSAGE record was lost to corruption
+                recovered.problems.push_back("queue '" + name + "': message " +
+                                             std::to_string(it->second.messageId) +
+                                             " missing, dropped");
+                index.sequenceOf.erase(it->second.messageId);
+                it = index.bySequence.erase(it);
+                continue;
+            }
+            ++message->second.references;
+            Segment& segment = *segments_.at(it->second.segment);
+            ++segment.live;
+            segment.liveBytes += RECORD_HEADER + 18 + name.size();
+            entries.push_back(Recovered::Entry{it->second.messageId, it->first});
+            ++it;
+        }
+    }
+    for (auto it = messages_.begin(); it != messages_.end();) {
+        if (it->second.references == 0) {
+            recovered.messages.erase(it->first);
+            it = messages_.erase(it);
+            continue;
+        }
+        Segment& segment = *segments_.at(it->second.segment);
+        ++segment.live;
+        segment.liveBytes += RECORD_HEADER + 8 + it->second.size;
+        ++it;
+    }
+}
+
+void MessageStore::startSegment() {
+    const std::uint32_t number = segments_.empty() ? 1 : segments_.rbegin()->first + 1;
+    auto segment = std::make_unique<Segment>();
+    segment->number = number;
+    char name[16];
+    std::snprintf(name, sizeof name, "%08u.seg", number);
+    segment->path = options_.directory / name;
+    segment->fd = ::open(segment->path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (segment->fd < 0)
+        throw ioError("cannot create", segment->path);
+    std::string header(MAGIC, 8);
+    put32(header, VERSION);
+    put32(header, 0);
+    if (!writeAll(segment->fd, header.data(), header.size()) || ::fsync(segment->fd) != 0)
+        throw ioError("cannot write", segment->path);
+    syncDirectory(options_.directory);
+    segment->size = SEGMENT_HEADER;
+    segments_[number] = std::move(segment);
+}
+
+void MessageStore::append(std::uint8_t type, const std::string& payload) {
+    Segment* active = segments_.rbegin()->second.get();
+    if (active->size + RECORD_HEADER + payload.size() > options_.segmentBytes &&
+        active->size > SEGMENT_HEADER) {
+        sync(); // the old segment complete on disk before records go to the next
+        startSegment();
+        active = segments_.rbegin()->second.get();
+    }
+    std::string record;
+    put32(record, static_cast<std::uint32_t>(payload.size()));
+    std::string checked(1, static_cast<char>(type));
+    checked += payload;
+    put32(record, crc32c(checked.data(), checked.size()));
+    buffer_ += record;
+    buffer_ += checked;
+    active->size += RECORD_HEADER + payload.size();
+}
+
+std::uint64_t MessageStore::addMessage(std::string_view bytes) {
+    const std::uint64_t id = nextMessageId_++;
+    std::string payload;
+    put64(payload, id);
+    payload.append(bytes);
+    append(MESSAGE, payload);
+    Segment& active = *segments_.rbegin()->second;
+    messages_[id] = MessageInfo{active.number, active.size - bytes.size(),
+                                static_cast<std::uint32_t>(bytes.size()), 0};
+    return id; // live once enqueued (see collect)
+}
+
+void MessageStore::enqueue(std::string_view queue, std::uint64_t messageId) {
+    auto message = messages_.find(messageId);
+    if (message == messages_.end())
+        return;
+    auto q = queues_.find(queue);
+    if (q == queues_.end())
+        q = queues_.emplace(std::string(queue), QueueIndex{}).first;
+    QueueIndex& index = q->second;
+    const std::uint64_t sequence = index.nextSequence++;
+    std::string payload;
+    put64(payload, messageId);
+    put64(payload, sequence);
+    putName(payload, queue);
+    append(ENQUEUE, payload);
+    Segment& active = *segments_.rbegin()->second;
+    index.bySequence[sequence] = QueueEntry{messageId, active.number};
+    index.sequenceOf[messageId] = sequence;
+    ++active.live;
+    active.liveBytes += RECORD_HEADER + payload.size();
+    if (message->second.references++ == 0) {
+        Segment& home = *segments_.at(message->second.segment);
+        ++home.live;
+        home.liveBytes += RECORD_HEADER + 8 + message->second.size;
+    }
+}
+
+void MessageStore::ack(std::string_view queue, std::uint64_t messageId) {
+    auto q = queues_.find(queue);
+    if (q == queues_.end())
+        return;
+    auto s = q->second.sequenceOf.find(messageId);
+    if (s == q->second.sequenceOf.end())
+        return;
+    std::string payload;
+    put64(payload, messageId);
+    putName(payload, queue);
+    append(ACK, payload);
+    const QueueEntry entry = q->second.bySequence.at(s->second);
+    q->second.bySequence.erase(s->second);
+    q->second.sequenceOf.erase(s);
+    Segment& segment = *segments_.at(entry.segment);
+    --segment.live;
+    segment.liveBytes -=
+        std::min<std::uint64_t>(segment.liveBytes, RECORD_HEADER + 18 + queue.size());
+    release(messageId);
+}
+
+void MessageStore::dropQueue(std::string_view queue) {
+    auto q = queues_.find(queue);
+    if (q == queues_.end())
+        return;
+    std::string payload;
+    putName(payload, queue);
+    append(DROP, payload);
+    for (const auto& [sequence, entry] : q->second.bySequence) {
+        Segment& segment = *segments_.at(entry.segment);
+        --segment.live;
+        segment.liveBytes -=
+            std::min<std::uint64_t>(segment.liveBytes, RECORD_HEADER + 18 + queue.size());
+        release(entry.messageId);
+    }
+    queues_.erase(q);
+}
+
+void MessageStore::release(std::uint64_t messageId) {
+    auto message = messages_.find(messageId);
+    if (message == messages_.end() || --message->second.references > 0)
+        return;
+    Segment& home = *segments_.at(message->second.segment);
+    --home.live;
+    home.liveBytes -=
+        std::min<std::uint64_t>(home.liveBytes, RECORD_HEADER + 8 + message->second.size);
+    messages_.erase(message);
+}
+
+void MessageStore::sync() {
+    Segment& active = *segments_.rbegin()->second;
+    if (!buffer_.empty()) {
+        const off_t before = ::lseek(active.fd, 0, SEEK_END);
+        if (!writeAll(active.fd, buffer_.data(), buffer_.size())) {
+            const StoreError error = ioError("cannot write", active.path);
+            // Nothing half-written stays behind to be read as a torn tail, and what was
+            // buffered is gone: the owner must not confirm it.
+            if (before >= 0 && ::ftruncate(active.fd, before) == 0)
+                (void)::lseek(active.fd, before, SEEK_SET);
+            active.size = static_cast<std::uint64_t>(before);
+            buffer_.clear();
+            throw error;
+        }
+        buffer_.clear();
+    }
+    if (::fdatasync(active.fd) != 0)
+        throw ioError("cannot sync", active.path);
+    ++syncs_;
+}
+
+void MessageStore::collect() {
+    for (auto it = messages_.begin(); it != messages_.end();)
+        it = it->second.references == 0 ? messages_.erase(it) : std::next(it);
+    while (segments_.size() > 1) {
+        Segment& oldest = *segments_.begin()->second;
+        if (oldest.live == 0) {
+            std::filesystem::remove(oldest.path);
+            segments_.erase(segments_.begin());
+            continue;
+        }
+        const double share = static_cast<double>(oldest.liveBytes) /
+                             static_cast<double>(std::max<std::uint64_t>(1, oldest.size));
+        if (share >= options_.compactBelow)
+            return;
+        compactOldest();
+    }
+}
+
+// Copies the oldest segment's live records to the active one (messages with their ids,
+// enqueues with their sequences, so order and identity survive), makes that durable, then
+// deletes the oldest segment.
+void MessageStore::compactOldest() {
+    const std::uint32_t oldest = segments_.begin()->first;
+    for (auto& [id, info] : messages_) {
+        if (info.segment != oldest)
+            continue;
+        const std::string bytes = readMessage(info);
+        std::string payload;
+        put64(payload, id);
+        payload += bytes;
+        append(MESSAGE, payload);
+        Segment& active = *segments_.rbegin()->second;
+        info.segment = active.number;
+        info.offset = active.size - bytes.size();
+        ++active.live;
+        active.liveBytes += RECORD_HEADER + payload.size();
+    }
+    for (auto& [name, index] : queues_) {
+        for (auto& [sequence, entry] : index.bySequence) {
+            if (entry.segment != oldest)
+                continue;
+            std::string payload;
+            put64(payload, entry.messageId);
+            put64(payload, sequence);
+            putName(payload, name);
+            append(ENQUEUE, payload);
+            Segment& active = *segments_.rbegin()->second;
+            entry.segment = active.number;
+            ++active.live;
+            active.liveBytes += RECORD_HEADER + payload.size();
+        }
+    }
+    sync();
+    std::filesystem::remove(segments_.begin()->second->path);
+    segments_.erase(segments_.begin());
+    ++compactions_;
+}
+
+std::string MessageStore::readMessage(const MessageInfo& info) const {
+    const Segment& segment = *segments_.at(info.segment);
+    std::string bytes(info.size, '\0');
+    std::size_t done = 0;
+    while (done < info.size) {
+        const ssize_t n = ::pread(segment.fd, bytes.data() + done, info.size - done,
+                                  static_cast<off_t>(info.offset + done));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            throw ioError("cannot read", segment.path);
+        done += static_cast<std::size_t>(n);
+    }
+    return bytes;
+}
+
+StoreStats MessageStore::stats() const {
+    StoreStats s;
+    s.segments = segments_.size();
+    for (const auto& [number, segment] : segments_)
+        s.bytesOnDisk += segment->size;
+    s.liveMessages = messages_.size();
+    s.syncs = syncs_;
+    s.compactions = compactions_;
+    return s;
+}
+
+} // namespace depot::store

@@ -1,0 +1,141 @@
+#pragma once
+// The message store: what durable queues hold, on disk, so that it survives a crash of the
+// broker (issue 5). Single-threaded, like the core it will serve: the owner calls it from one
+// thread and decides when to sync (group commit: many publishes, one fsync).
+//
+// Layout: a directory of segment files 00000001.seg, 00000002.seg, ... appended to in order,
+// the last one active. Each starts with a 16-byte header ("DEPOTSEG", version) followed by
+// records:
+//
+//   u32 length of payload | u32 CRC-32C of (type, payload) | u8 type | payload
+//
+//   MESSAGE   u64 id, then the message's bytes (opaque here: the owner encodes it)
+//   ENQUEUE   u64 message id, u64 sequence (per queue, increasing), u16 name length, name
+//   ACK       u64 message id, u16 name length, name
+//   DROP      u16 name length, name (a durable queue deleted or purged: its entries go)
+//
+// A message routed to several durable queues is written once, with one ENQUEUE per queue.
+// Integers are little-endian.
+//
+// Recovery reads every segment in order and rebuilds, per queue, the messages enqueued and not
+// acked, ordered by sequence. A record whose length runs past the end of the file or whose
+// checksum fails ends what is read of that segment: in the last segment that is a torn tail (a
+// crash in the middle of an append) and the file is cut there; in an older one it is
+// corruption, and the rest of that segment is skipped. Either way it is reported, never read as
+// data.
+//
+// Disk use follows the live backlog: segments are deleted oldest first once nothing in them is
+// live (no message still enqueued somewhere, no enqueue not yet acked); and the oldest segment,
+// when little of it is live, is compacted (its live records copied to the active segment) so
+// that one old message does not pin everything written after it. Only the oldest is ever
+// deleted, so an ACK or DROP record is never deleted before the ENQUEUE records it cancels.
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace depot::store {
+
+// What a store held when it was opened.
+struct Recovered {
+    struct Entry {
+        std::uint64_t messageId = 0;
+        std::uint64_t sequence = 0;
+    };
+    std::map<std::string, std::vector<Entry>, std::less<>> queues; // in queue order
+    std::unordered_map<std::uint64_t, std::string> messages;       // id -> bytes
+    std::vector<std::string> problems; // torn tails and corruption found, one line each
+};
+
+struct StoreStats {
+    std::size_t segments = 0;
+    std::uint64_t bytesOnDisk = 0;
+    std::size_t liveMessages = 0;
+    std::uint64_t syncs = 0;
+    std::uint64_t compactions = 0;
+};
+
+class MessageStore {
+public:
+    struct Options {
+        std::filesystem::path directory;
+        std::uint64_t segmentBytes = std::uint64_t{64} << 20; // a new segment past this size
+        // The oldest segment is compacted when less than this share of its bytes is live.
+        double compactBelow = 0.25;
+    };
+
+    // Opens (creating the directory) and recovers. Throws StoreError when the directory cannot
+    // be used; damaged records are reported in `recovered.problems`, not thrown.
+    static std::unique_ptr<MessageStore> open(const Options& options, Recovered& recovered);
+    ~MessageStore();
+    MessageStore(const MessageStore&) = delete;
+    MessageStore& operator=(const MessageStore&) = delete;
+
+    // Each appends a record to the write buffer; nothing is durable until sync() returns.
+    // A message is live while a queue holds it: enqueue it before the next collect(), which
+    // forgets messages no queue holds.
+    std::uint64_t addMessage(std::string_view bytes); // returns the message's id
+    void enqueue(std::string_view queue, std::uint64_t messageId);
+    void ack(std::string_view queue, std::uint64_t messageId); // unknown pairs are ignored
+    void dropQueue(std::string_view queue);
+
+    // Writes the buffer and fsyncs: what was added before is on disk when it returns. Throws
+    // StoreError on an I/O error (disk full); the store is then unchanged on disk beyond what
+    // was already synced, and the owner must not confirm what it could not sync.
+    void sync();
+    // Deletes and compacts old segments (see above). Cheap when there is nothing to do.
+    void collect();
+
+    StoreStats stats() const;
+    bool hasUnsynced() const { return !buffer_.empty(); }
+
+private:
+    struct Segment;
+    struct MessageInfo {
+        std::uint32_t segment = 0; // number
+        std::uint64_t offset = 0;  // of the record's payload in the file
+        std::uint32_t size = 0;    // of the message's bytes
+        std::uint32_t references = 0;
+    };
+    struct QueueEntry {
+        std::uint64_t messageId = 0;
+        std::uint32_t segment = 0; // where its ENQUEUE record is
+    };
+    struct QueueIndex {
+        std::map<std::uint64_t, QueueEntry> bySequence;
+        std::unordered_map<std::uint64_t, std::uint64_t> sequenceOf; // message id -> sequence
+        std::uint64_t nextSequence = 1;
+    };
+
+    explicit MessageStore(Options options);
+    void recover(Recovered& recovered);
+    void startSegment();
+    void append(std::uint8_t type, const std::string& payload);
+    void release(std::uint64_t messageId);
+    void compactOldest();
+    std::string readMessage(const MessageInfo& info) const;
+    void segmentLost(std::uint32_t segment); // a live record in it went away
+
+    Options options_;
+    std::map<std::uint32_t, std::unique_ptr<Segment>> segments_; // oldest first
+    std::string buffer_;                                         // appended records not yet written
+    std::uint64_t nextMessageId_ = 1;
+    std::unordered_map<std::uint64_t, MessageInfo> messages_;
+    std::map<std::string, QueueIndex, std::less<>> queues_;
+    std::uint64_t syncs_ = 0;
+    std::uint64_t compactions_ = 0;
+};
+
+class StoreError : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+} // namespace depot::store

@@ -1,0 +1,211 @@
+// broker/store: the message store on its own. What a durable queue holds comes back after the
+// store is reopened, in order; acked and dropped entries do not; a torn tail or a bad checksum
+// is reported and cut, never read as data; disk use follows the live backlog.
+
+#include "tests/support/process.h"
+
+#include "broker/store/crc32c.h"
+#include "broker/store/message_store.h"
+
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+using depot::store::MessageStore;
+using depot::store::Recovered;
+using depot::tests::TempDir;
+
+namespace {
+
+MessageStore::Options at(const TempDir& dir, std::uint64_t segmentBytes = 64u << 20) {
+    MessageStore::Options options;
+    options.directory = dir.file("store");
+    options.segmentBytes = segmentBytes;
+    return options;
+}
+
+// The bodies a queue holds after a reopen, in order.
+std::vector<std::string> bodies(const Recovered& recovered, const std::string& queue) {
+    std::vector<std::string> out;
+    auto q = recovered.queues.find(queue);
+    if (q == recovered.queues.end())
+        return out;
+    for (const auto& entry : q->second)
+        out.push_back(recovered.messages.at(entry.messageId));
+    return out;
+}
+
+std::vector<std::filesystem::path> segmentFiles(const TempDir& dir) {
+    std::vector<std::filesystem::path> files;
+    for (const auto& entry : std::filesystem::directory_iterator(dir.file("store")))
+        files.push_back(entry.path());
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+} // namespace
+
+TEST_CASE("crc32c: the standard check value and incremental use") {
+    CHECK(depot::store::crc32c("123456789", 9) == 0xe3069283u);
+    const std::string text = "The quick brown fox jumps over the lazy dog";
+    const std::uint32_t whole = depot::store::crc32c(text.data(), text.size());
+    const std::uint32_t first = depot::store::crc32c(text.data(), 10);
+    CHECK(depot::store::crc32c(text.data() + 10, text.size() - 10, first) == whole);
+}
+
+TEST_CASE("store: synced messages come back in queue order; acked ones do not") {
+    TempDir dir;
+    {
+        Recovered nothing;
+        auto store = MessageStore::open(at(dir), nothing);
+        CHECK(nothing.queues.empty());
+        for (int i = 1; i <= 5; ++i) {
+            const auto id = store->addMessage("m" + std::to_string(i));
+            store->enqueue("orders", id);
+            if (i % 2 == 0)
+                store->enqueue("audit", id); // one record, two queues
+        }
+        store->ack("orders", 1);
+        store->ack("orders", 4);  // still in audit
+        store->ack("orders", 99); // unknown: ignored
+        store->sync();
+        CHECK(store->stats().liveMessages == 4);
+    }
+    Recovered recovered;
+    auto store = MessageStore::open(at(dir), recovered);
+    CHECK(recovered.problems.empty());
+    CHECK(bodies(recovered, "orders") == std::vector<std::string>{"m2", "m3", "m5"});
+    CHECK(bodies(recovered, "audit") == std::vector<std::string>{"m2", "m4"});
+    CHECK(recovered.messages.size() == 4);
+    // New ids and sequences continue after the recovered ones.
+    const auto id = store->addMessage("m6");
+    CHECK(id == 6);
+    store->enqueue("orders", id);
+    store->sync();
+    Recovered again;
+    store.reset();
+    store = MessageStore::open(at(dir), again);
+    CHECK(bodies(again, "orders") == std::vector<std::string>{"m2", "m3", "m5", "m6"});
+}
+
+TEST_CASE("store: what was not synced is not there after a crash") {
+    TempDir dir;
+    {
+        Recovered nothing;
+        auto store = MessageStore::open(at(dir), nothing);
+        store->enqueue("q", store->addMessage("safe"));
+        store->sync();
+        store->enqueue("q", store->addMessage("buffered only"));
+        CHECK(store->hasUnsynced());
+    } // gone without sync, as in a kill -9
+    Recovered recovered;
+    auto store = MessageStore::open(at(dir), recovered);
+    CHECK(bodies(recovered, "q") == std::vector<std::string>{"safe"});
+}
+
+TEST_CASE("store: a dropped queue's entries are gone, others stay") {
+    TempDir dir;
+    {
+        Recovered nothing;
+        auto store = MessageStore::open(at(dir), nothing);
+        const auto id = store->addMessage("shared");
+        store->enqueue("a", id);
+        store->enqueue("b", id);
+        store->dropQueue("a");
+        store->sync();
+    }
+    Recovered recovered;
+    auto store = MessageStore::open(at(dir), recovered);
+    CHECK(recovered.queues.count("a") == 0);
+    CHECK(bodies(recovered, "b") == std::vector<std::string>{"shared"});
+}
+
+TEST_CASE("store: a torn tail is reported and cut; what precedes it is intact") {
+    TempDir dir;
+    {
+        Recovered nothing;
+        auto store = MessageStore::open(at(dir), nothing);
+        store->enqueue("q", store->addMessage("one"));
+        store->enqueue("q", store->addMessage("two"));
+        store->sync();
+    }
+    const auto last = segmentFiles(dir).back();
+    const auto size = std::filesystem::file_size(last);
+    { // half a record, as a crash in the middle of a write leaves it
+        std::ofstream out(last, std::ios::app | std::ios::binary);
+        const char partial[] = {40, 0, 0, 0, 1, 2, 3, 4, 1, 'x', 'y'};
+        out.write(partial, sizeof partial);
+    }
+    Recovered recovered;
+    auto store = MessageStore::open(at(dir), recovered);
+    REQUIRE(recovered.problems.size() == 1);
+    CHECK(recovered.problems[0].find("torn tail") != std::string::npos);
+    CHECK(bodies(recovered, "q") == std::vector<std::string>{"one", "two"});
+    CHECK(std::filesystem::file_size(last) == size); // cut back
+}
+
+TEST_CASE("store: a bad checksum ends that segment's reading; later segments still count") {
+    TempDir dir;
+    {
+        Recovered nothing;
+        auto store = MessageStore::open(at(dir, 100), nothing); // one message each
+        for (int i = 1; i <= 6; ++i)
+            store->enqueue("q", store->addMessage("message-" + std::to_string(i)));
+        store->sync();
+    }
+    const auto files = segmentFiles(dir);
+    REQUIRE(files.size() >= 3);
+    { // flip one byte of the first record's payload in the first segment
+        std::fstream file(files.front(), std::ios::in | std::ios::out | std::ios::binary);
+        file.seekp(16 + 9 + 8);
+        file.put('!');
+    }
+    Recovered recovered;
+    auto store = MessageStore::open(at(dir, 100), recovered);
+    bool reported = false;
+    for (const auto& problem : recovered.problems)
+        reported = reported || problem.find("bad checksum") != std::string::npos;
+    CHECK(reported);
+    const auto kept = bodies(recovered, "q");
+    CHECK_FALSE(kept.empty());
+    for (const auto& body : kept)
+        CHECK(body != "message-1"); // never read as data
+    CHECK(kept.back() == "message-6");
+}
+
+TEST_CASE("store: disk use follows the backlog: acked segments go, an old survivor is moved") {
+    TempDir dir;
+    Recovered nothing;
+    auto store = MessageStore::open(at(dir, 4096), nothing);
+    std::vector<std::uint64_t> ids;
+    const std::string body(100, 'b');
+    for (int i = 0; i < 400; ++i) {
+        ids.push_back(store->addMessage(body + std::to_string(i)));
+        store->enqueue("q", ids.back());
+    }
+    store->sync();
+    const std::size_t before = store->stats().segments;
+    CHECK(before > 10);
+    // Everything but the very first message is consumed.
+    for (std::size_t i = 1; i < ids.size(); ++i)
+        store->ack("q", ids[i]);
+    store->sync();
+    store->collect();
+    CHECK(store->stats().segments <= 3);
+    CHECK(store->stats().compactions >= 1);
+    CHECK(store->stats().liveMessages == 1);
+    store.reset();
+
+    Recovered recovered;
+    store = MessageStore::open(at(dir, 4096), recovered);
+    CHECK(recovered.problems.empty());
+    CHECK(bodies(recovered, "q") == std::vector<std::string>{body + "0"});
+    store->ack("q", ids[0]);
+    store->sync();
+    store->collect();
+    CHECK(store->stats().segments == 1); // only the active one
+}
