@@ -3,6 +3,7 @@
 
 #include "bench/e2e_bench.h"
 #include "bench/route_bench.h"
+#include "bench/store_bench.h"
 
 #include <CLI/CLI.hpp>
 
@@ -13,6 +14,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     depot::bench::addRouteCommand(app);
     depot::bench::addE2eCommand(app);
+    depot::bench::addStoreCommand(app);
     CLI11_PARSE(app, argc, argv);
     return 0;
 }
