@@ -57,7 +57,7 @@ TEST_CASE("crc32c: the standard check value and incremental use") {
     CHECK(depot::store::crc32c(text.data() + 10, text.size() - 10, first) == whole);
 }
 
-TEST_CASE("store: synced messages come back in queue order; acked ones do not") {
+TEST_CASE("store: synced messages come back in queue order, acked ones do not") {
     TempDir dir;
     {
         Recovered nothing;
@@ -124,7 +124,7 @@ TEST_CASE("store: a dropped queue's entries are gone, others stay") {
     CHECK(bodies(recovered, "b") == std::vector<std::string>{"shared"});
 }
 
-TEST_CASE("store: a torn tail is reported and cut; what precedes it is intact") {
+TEST_CASE("store: a torn tail is reported and cut, what precedes it is intact") {
     TempDir dir;
     {
         Recovered nothing;
@@ -148,7 +148,7 @@ TEST_CASE("store: a torn tail is reported and cut; what precedes it is intact") 
     CHECK(std::filesystem::file_size(last) == size); // cut back
 }
 
-TEST_CASE("store: a bad checksum ends that segment's reading; later segments still count") {
+TEST_CASE("store: a bad checksum ends that segment's reading, later segments still count") {
     TempDir dir;
     {
         Recovered nothing;
