@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -32,6 +33,7 @@ struct Options {
     std::string password = "guest";
     std::string portFile;
     std::uint64_t memoryLimit = 0;
+    std::string dataDir;
 };
 
 // "127.0.0.1:7672" or "[::1]:7672"; only literal addresses (depotd does no DNS).
@@ -109,6 +111,9 @@ int main(int argc, char** argv) {
                    "bytes of messages (ready bodies plus socket backlogs) above which publishing "
                    "connections are blocked until they fall below 80 %; 0 = no limit")
         ->capture_default_str();
+    app.add_option("--data-dir", options.dataDir,
+                   "keep durable exchanges, queues and bindings here, to survive a restart "
+                   "(messages are not kept yet); none: nothing on disk");
     app.add_option("--port-file", options.portFile,
                    "once listening, write the bound port to this file (useful with port 0)");
     app.set_version_flag("--version", std::string("depotd ") + VERSION);
@@ -139,12 +144,19 @@ int main(int argc, char** argv) {
     config.username = options.user;
     config.password = options.password;
     config.memoryLimitBytes = options.memoryLimit;
+    config.dataDir = options.dataDir;
 
     std::optional<depot::net::Server> server;
     try {
         server.emplace(runtime, *endpoint, config);
+    } catch (const std::filesystem::filesystem_error& e) { // (a system_error too: first)
+        std::cerr << "depotd: --data-dir " << options.dataDir << ": " << e.code().message() << "\n";
+        return 1;
     } catch (const asio::system_error& e) {
         std::cerr << "depotd: cannot listen on " << options.listen << ": " << e.what() << "\n";
+        return 1;
+    } catch (const std::exception& e) { // the data dir: unusable, or damaged definitions
+        std::cerr << "depotd: " << e.what() << "\n";
         return 1;
     }
     const auto bound = server->endpoint();

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <string>
 
 namespace depot::net {
@@ -32,6 +33,9 @@ struct ServerConfig {
     // are blocked (told with a `blocked` frame; the broker stops reading them) until the figure
     // falls below 80 % of it. Nothing is dropped. 0 = no limit.
     std::size_t memoryLimitBytes = 0;
+    // Where durable definitions are kept (definitions.h); empty = nothing on disk. Messages are
+    // not kept there yet (issue 5): a restart empties every queue.
+    std::filesystem::path dataDir;
 };
 
 } // namespace depot::net

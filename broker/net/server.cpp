@@ -8,6 +8,13 @@ Server::Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& e
                ServerConfig config)
     : runtime_(runtime), config_(std::move(config)), acceptor_(runtime.context()),
       memoryTimer_(runtime.context()) {
+    if (!config_.dataDir.empty()) {
+        std::filesystem::create_directories(config_.dataDir);
+        definitions_.emplace(config_.dataDir / "definitions");
+        const auto loaded = definitions_->load(runtime_.broker(), runtime_.now());
+        spdlog::info("data dir {}: {} durable exchanges, {} queues, {} bindings recovered",
+                     config_.dataDir.string(), loaded.exchanges, loaded.queues, loaded.bindings);
+    }
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
     acceptor_.bind(endpoint);
@@ -16,6 +23,18 @@ Server::Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& e
     accept();
     if (config_.memoryLimitBytes > 0)
         checkMemory();
+}
+
+void Server::definitionsChanged() {
+    if (!definitions_)
+        return;
+    try {
+        definitions_->saveIfChanged(runtime_.broker());
+    } catch (const std::exception& e) {
+        // The change stands in memory; the next successful save carries it. Said loudly: a
+        // restart before then would lose it.
+        spdlog::error("durable definitions not saved: {}", e.what());
+    }
 }
 
 std::size_t Server::messageBytes() const {

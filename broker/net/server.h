@@ -3,6 +3,7 @@
 // the io thread that owns the broker (see docs/architecture.md for why one thread).
 
 #include "broker/net/config.h"
+#include "broker/net/definitions.h"
 #include "broker/net/session.h"
 #include "broker/runtime/broker_runtime.h"
 
@@ -11,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,7 +20,9 @@ namespace depot::net {
 
 class Server {
 public:
-    // Binds and listens at once (throws asio::system_error if the address is taken).
+    // Binds and listens at once (throws asio::system_error if the address is taken). With a
+    // data dir, first declares the durable definitions kept there (throws std::runtime_error
+    // when they cannot be read).
     Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& endpoint,
            ServerConfig config);
     ~Server();
@@ -38,6 +42,10 @@ public:
     // Called by sessions.
     void forget(std::uint64_t sessionId);
     bool memoryAlarm() const { return alarm_; }
+    // After anything that may have changed the definitions (a declare, delete, bind, unbind,
+    // cancel, or a closed connection's cleanup): with a data dir, the durable ones are written
+    // before this returns, so before the client hears that its change succeeded.
+    void definitionsChanged();
     // A publish of `bytes` was routed: past an eighth of the limit since the last check, check
     // now rather than at the next tick, so a fast publisher cannot overshoot by much.
     void notePublished(std::size_t bytes);
@@ -63,6 +71,7 @@ private:
     std::uint64_t nextSessionId_ = 1;
     bool stopped_ = false;
     asio::steady_timer memoryTimer_;
+    std::optional<DefinitionsFile> definitions_;
     bool alarm_ = false;
     std::size_t publishedSinceCheck_ = 0;
 };

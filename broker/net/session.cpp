@@ -215,6 +215,21 @@ void Session::handleFrame(wire::Frame::Reader frame) {
         sendError(requestId, e.code(),
                   std::string(core::errorCodeName(e.code())) + " - " + e.what(), false);
     }
+    switch (which) {
+    case wire::Frame::DECLARE_EXCHANGE:
+    case wire::Frame::DELETE_EXCHANGE:
+    case wire::Frame::DECLARE_QUEUE:
+    case wire::Frame::DELETE_QUEUE:
+    case wire::Frame::BIND:
+    case wire::Frame::UNBIND:
+    case wire::Frame::CANCEL: // an auto-delete queue goes with its last consumer
+        // Saved now, while the answer still waits in the outbox: a change the client was told
+        // about is on disk.
+        server_.definitionsChanged();
+        break;
+    default:
+        break;
+    }
 }
 
 void Session::handleHello(std::uint64_t requestId, wire::Hello::Reader hello) {
@@ -714,6 +729,7 @@ void Session::terminate(const std::string& why) {
         vhost_->closeChannel(*channel_, server_.runtime().now());
         channel_ = nullptr;
         server_.runtime().rearm();
+        server_.definitionsChanged(); // auto-delete queues its consumers took with them
     }
     spdlog::info("connection {} closed: {}", name_, why);
     server_.forget(id_);
