@@ -112,8 +112,9 @@ int main(int argc, char** argv) {
                    "connections are blocked until they fall below 80 %; 0 = no limit")
         ->capture_default_str();
     app.add_option("--data-dir", options.dataDir,
-                   "keep durable exchanges, queues and bindings here, to survive a restart "
-                   "(messages are not kept yet); none: nothing on disk");
+                   "keep durable exchanges, queues and bindings, and persistent messages in "
+                   "durable queues, here: they survive a restart or a crash (confirms wait for "
+                   "the disk); none: nothing on disk");
     app.add_option("--port-file", options.portFile,
                    "once listening, write the bound port to this file (useful with port 0)");
     app.set_version_flag("--version", std::string("depotd ") + VERSION);

@@ -44,6 +44,7 @@ bool Queue::enqueue(const MessageRef& message, TimePoint now) {
     }
     fresh_.push_back(QueueEntry{message, nextSeq_++, expiryOf(*message, options_, now), false});
     readyBytes_ += bytes;
+    journalIn(message);
     // Deliver before enforcing limits and TTL: a waiting consumer takes the message even from a
     // queue with x-max-length 0 or a message TTL of 0, as in RabbitMQ.
     dispatch(now);
@@ -51,6 +52,27 @@ bool Queue::enqueue(const MessageRef& message, TimePoint now) {
     expireHead(now);
     updateDeadline();
     return true;
+}
+
+void Queue::restore(const MessageRef& message, TimePoint now) {
+    fresh_.push_back(QueueEntry{message, nextSeq_++, expiryOf(*message, options_, now), true});
+    readyBytes_ += message->body.size();
+    dispatch(now);
+    enforceLengthLimits(now);
+    expireHead(now);
+    updateDeadline();
+}
+
+void Queue::journalIn(const MessageRef& message) {
+    if (options_.durable && message->properties.deliveryMode == DeliveryMode::PERSISTENT)
+        if (MessageJournal* journal = vhost_.journal())
+            journal->enqueued(*this, message);
+}
+
+void Queue::journalOut(const MessageRef& message) {
+    if (options_.durable && message->properties.deliveryMode == DeliveryMode::PERSISTENT)
+        if (MessageJournal* journal = vhost_.journal())
+            journal->removed(*this, message);
 }
 
 QueueEntry Queue::popHead() {
@@ -72,6 +94,7 @@ std::optional<QueueEntry> Queue::popDeliverable(TimePoint now) {
         QueueEntry entry = popHead();
         // Strictly past: a message whose TTL ends right now may still go to a waiting consumer.
         if (entry.expiresAt < now) {
+            journalOut(entry.message);
             deadLetter(std::move(entry), DeathReason::EXPIRED, now);
             continue;
         }
@@ -98,6 +121,8 @@ void Queue::dispatch(TimePoint now) {
         if (!consumer->noAck()) {
             ++unacked_;
             consumer->onDelivered();
+        } else {
+            journalOut(message); // settled as it is delivered
         }
         std::uint64_t tag = consumer->channel().recordDelivery(consumer, *this, std::move(*entry),
                                                                consumer->noAck());
@@ -115,6 +140,8 @@ std::optional<QueueEntry> Queue::takeForGet(TimePoint now, bool noAck) {
     std::optional<QueueEntry> entry = popDeliverable(now);
     if (entry && !noAck)
         ++unacked_;
+    else if (entry)
+        journalOut(entry->message);
     updateDeadline();
     return entry;
 }
@@ -134,6 +161,7 @@ void Queue::requeue(QueueEntry entry, TimePoint now) {
 
 void Queue::settle(QueueEntry entry, bool deadLetterIt, TimePoint now) {
     --unacked_;
+    journalOut(entry.message);
     if (deadLetterIt)
         deadLetter(std::move(entry), DeathReason::REJECTED, now);
 }
@@ -165,6 +193,10 @@ void Queue::activate(Consumer& consumer, TimePoint now) {
 
 std::uint64_t Queue::purge(TimePoint now) {
     const std::uint64_t count = readyCount();
+    for (const QueueEntry& entry : fresh_)
+        journalOut(entry.message);
+    for (const auto& [seq, entry] : returned_)
+        journalOut(entry.message);
     fresh_.clear();
     returned_.clear();
     readyBytes_ = 0;
@@ -185,15 +217,20 @@ void Queue::expireHead(TimePoint now) {
         const QueueEntry& head = returned_.empty() ? fresh_.front() : returned_.begin()->second;
         if (head.expiresAt > now)
             break;
-        deadLetter(popHead(), DeathReason::EXPIRED, now);
+        QueueEntry expired = popHead();
+        journalOut(expired.message);
+        deadLetter(std::move(expired), DeathReason::EXPIRED, now);
     }
 }
 
 void Queue::enforceLengthLimits(TimePoint now) {
     if (options_.overflow != Overflow::DROP_HEAD)
         return;
-    while (hasReady() && overLimit(0, 0))
-        deadLetter(popHead(), DeathReason::MAXLEN, now);
+    while (hasReady() && overLimit(0, 0)) {
+        QueueEntry dropped = popHead();
+        journalOut(dropped.message);
+        deadLetter(std::move(dropped), DeathReason::MAXLEN, now);
+    }
 }
 
 bool Queue::advanceTo(TimePoint now) {

@@ -56,6 +56,9 @@ public:
     // Adds a published (or dead-lettered) message. Returns false if the queue refused it
     // (x-overflow reject-publish while full).
     bool enqueue(const MessageRef& message, TimePoint now);
+    // A message recovered from disk after a restart: appended as redelivered, without telling
+    // the journal (which is where it came from).
+    void restore(const MessageRef& message, TimePoint now);
     // Removes the ready head for basic.get, skipping (and dead-lettering) expired messages.
     std::optional<QueueEntry> takeForGet(TimePoint now, bool noAck);
     // A delivered message came back unsettled: back to its position, marked redelivered.
@@ -87,6 +90,9 @@ private:
     void enforceLengthLimits(TimePoint now);
     bool overLimit(std::uint64_t extraMessages, std::uint64_t extraBytes) const;
     void deadLetter(QueueEntry entry, DeathReason reason, TimePoint now);
+    // The vhost's MessageJournal, told about persistent messages of a durable queue.
+    void journalIn(const MessageRef& message);
+    void journalOut(const MessageRef& message);
     void updateDeadline();
 
     Vhost& vhost_;

@@ -299,6 +299,8 @@ Result<std::uint64_t> Vhost::deleteQueue(std::string_view name, bool ifUnused, b
 
 void Vhost::destroyQueue(Queue& q, TimePoint now) {
     (void)now;
+    if (journal_ != nullptr && q.options().durable)
+        journal_->queueDeleted(q);
     removeBindingsTo(Destination::toQueue(&q));
     for (auto& [id, channel] : channels_)
         channel->forgetQueue(q);

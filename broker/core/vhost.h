@@ -10,6 +10,7 @@
 #include "broker/core/error.h"
 #include "broker/core/exchange.h"
 #include "broker/core/key_hash.h"
+#include "broker/core/message_journal.h"
 #include "broker/core/queue.h"
 #include "broker/core/router.h"
 
@@ -109,6 +110,9 @@ public:
     Error exchangeNotFound(std::string_view name) const;
 
     void addDeadLetter(DeadLetter letter) { deadLetters_.push_back(std::move(letter)); }
+    // Whoever keeps persistent messages of durable queues on disk (nullptr: nobody).
+    void setJournal(MessageJournal* journal) { journal_ = journal; }
+    MessageJournal* journal() const { return journal_; }
     // Auto-delete: the queue lost its last consumer. Deleted when the current operation ends.
     void queueLostConsumers(Queue& queue);
     void deadlineChanged(Queue& queue, TimePoint from, TimePoint to);
@@ -117,6 +121,7 @@ public:
     void settle(TimePoint now);
 
 private:
+    MessageJournal* journal_ = nullptr;
     void destroyQueue(Queue& queue, TimePoint now);
     void destroyExchange(Exchange& exchange);
     void removeBindingsTo(Destination destination);

@@ -33,8 +33,8 @@ struct ServerConfig {
     // are blocked (told with a `blocked` frame; the broker stops reading them) until the figure
     // falls below 80 % of it. Nothing is dropped. 0 = no limit.
     std::size_t memoryLimitBytes = 0;
-    // Where durable definitions are kept (definitions.h); empty = nothing on disk. Messages are
-    // not kept there yet (issue 5): a restart empties every queue.
+    // Where durable definitions (definitions.h) and persistent messages of durable queues
+    // (durable_messages.h) are kept; empty = nothing on disk.
     std::filesystem::path dataDir;
 };
 

@@ -12,8 +12,15 @@ Server::Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& e
         std::filesystem::create_directories(config_.dataDir);
         definitions_.emplace(config_.dataDir / "definitions");
         const auto loaded = definitions_->load(runtime_.broker(), runtime_.now());
-        spdlog::info("data dir {}: {} durable exchanges, {} queues, {} bindings recovered",
-                     config_.dataDir.string(), loaded.exchanges, loaded.queues, loaded.bindings);
+        durable_.emplace(config_.dataDir / "messages", runtime_.context());
+        const std::size_t messages = durable_->recover(runtime_.broker(), runtime_.now());
+        for (const std::string& name : runtime_.broker().vhostNames())
+            runtime_.broker().findVhost(name)->setJournal(&*durable_);
+        runtime_.rearm();
+        spdlog::info("data dir {}: {} durable exchanges, {} queues, {} bindings, {} persistent "
+                     "messages recovered",
+                     config_.dataDir.string(), loaded.exchanges, loaded.queues, loaded.bindings,
+                     messages);
     }
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(asio::ip::tcp::acceptor::reuse_address(true));
@@ -23,6 +30,13 @@ Server::Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& e
     accept();
     if (config_.memoryLimitBytes > 0)
         checkMemory();
+}
+
+void Server::afterSync(std::function<void(const std::string* failure)> done) {
+    if (durable_)
+        durable_->afterSync(std::move(done));
+    else
+        done(nullptr);
 }
 
 void Server::definitionsChanged() {

@@ -4,6 +4,7 @@
 
 #include "broker/net/config.h"
 #include "broker/net/definitions.h"
+#include "broker/net/durable_messages.h"
 #include "broker/net/session.h"
 #include "broker/runtime/broker_runtime.h"
 
@@ -46,6 +47,9 @@ public:
     // cancel, or a closed connection's cleanup): with a data dir, the durable ones are written
     // before this returns, so before the client hears that its change succeeded.
     void definitionsChanged();
+    // Runs `done` once what was journaled so far is on disk (at once without a data dir):
+    // publisher confirms wait for it. `failure` is the reason when it could not be written.
+    void afterSync(std::function<void(const std::string* failure)> done);
     // A publish of `bytes` was routed: past an eighth of the limit since the last check, check
     // now rather than at the next tick, so a fast publisher cannot overshoot by much.
     void notePublished(std::size_t bytes);
@@ -72,6 +76,7 @@ private:
     bool stopped_ = false;
     asio::steady_timer memoryTimer_;
     std::optional<DefinitionsFile> definitions_;
+    std::optional<DurableMessages> durable_;
     bool alarm_ = false;
     std::size_t publishedSinceCheck_ = 0;
 };

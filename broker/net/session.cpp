@@ -484,13 +484,22 @@ void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publi
         });
     }
     if (requestId != 0) {
-        send(requestId, [&](capnp::MessageBuilder&, wire::Frame::Builder f, Extras&) {
-            auto c = f.initConfirm();
-            c.setAck(!result->rejected);
-            c.setRoutedQueues(static_cast<std::uint32_t>(result->queues));
-            if (result->rejected)
-                c.setReason("a queue is full and its x-overflow is reject-publish");
-        });
+        // Sent once what the publish journaled (a persistent message in a durable queue) is on
+        // disk: a confirmed message survives a crash. Group commit: one fsync per loop turn.
+        const bool rejected = result->rejected;
+        const auto queues = static_cast<std::uint32_t>(result->queues);
+        server_.afterSync(
+            [self = shared_from_this(), requestId, rejected, queues](const std::string* failure) {
+                self->send(requestId, [&](capnp::MessageBuilder&, wire::Frame::Builder f, Extras&) {
+                    auto c = f.initConfirm();
+                    c.setAck(!rejected && failure == nullptr);
+                    c.setRoutedQueues(queues);
+                    if (failure != nullptr)
+                        c.setReason(wireText("not written to disk: " + *failure));
+                    else if (rejected)
+                        c.setReason("a queue is full and its x-overflow is reject-publish");
+                });
+            });
     }
 }
 

@@ -1,0 +1,181 @@
+#include "broker/net/durable_messages.h"
+
+#include "broker/core/queue.h"
+#include "broker/core/vhost.h"
+#include "protocol/convert.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+
+namespace depot::net {
+
+namespace {
+
+using protocol::fromWire;
+using protocol::text;
+using protocol::toWire;
+using protocol::wireText;
+
+std::string encode(const core::Message& m) {
+    capnp::MallocMessageBuilder builder;
+    auto w = builder.initRoot<wire::Message>();
+    w.setExchange(wireText(m.exchange));
+    w.setRoutingKey(wireText(m.routingKey));
+    toWire(m.properties, w.initProperties());
+    if (!m.deaths.empty())
+        toWire(m.deaths, w.initDeaths(static_cast<unsigned>(m.deaths.size())));
+    w.setBody(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(m.body.data()), m.body.size()));
+    const kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
+    return std::string(words.asChars().begin(), words.asChars().size());
+}
+
+// nullptr for bytes that are not a message (a record written by a newer version, say).
+core::MessageRef decode(const std::string& bytes) {
+    if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0)
+        return nullptr;
+    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+    std::memcpy(words.begin(), bytes.data(), bytes.size());
+    try {
+        capnp::FlatArrayMessageReader reader(words.asPtr());
+        const auto m = reader.getRoot<wire::Message>();
+        return std::make_shared<const core::Message>(core::Message{
+            text(m.getExchange()), text(m.getRoutingKey()), fromWire(m.getProperties()),
+            fromWire(m.getDeaths()), protocol::paddedBody(m.getBody())});
+    } catch (const kj::Exception&) {
+        return nullptr;
+    }
+}
+
+} // namespace
+
+DurableMessages::DurableMessages(std::filesystem::path directory, asio::io_context& io) : io_(io) {
+    store::MessageStore::Options options;
+    options.directory = std::move(directory);
+    store_ = store::MessageStore::open(options, recovered_);
+    for (const std::string& problem : recovered_.problems)
+        spdlog::warn("message store: {}", problem);
+}
+
+std::size_t DurableMessages::recover(core::Broker& broker, core::TimePoint now) {
+    std::unordered_map<std::uint64_t, core::MessageRef> decoded;
+    std::size_t restored = 0;
+    for (const auto& [name, entries] : recovered_.queues) {
+        core::Queue* queue = nullptr;
+        if (core::Vhost* vhost = broker.findVhost("/"))
+            queue = vhost->queue(name);
+        if (queue == nullptr || !queue->options().durable) {
+            spdlog::warn("message store: queue '{}' is gone: its {} messages are dropped", name,
+                         entries.size());
+            store_->dropQueue(name);
+            continue;
+        }
+        auto& members = byQueue_[name];
+        for (const store::Recovered::Entry& entry : entries) {
+            core::MessageRef& message = decoded[entry.messageId];
+            if (!message) {
+                message = decode(recovered_.messages.at(entry.messageId));
+                if (!message) {
+                    spdlog::warn("message store: message {} unreadable, dropped", entry.messageId);
+                    store_->ack(name, entry.messageId);
+                    continue;
+                }
+            }
+            Stored& stored = stored_[message.get()];
+            stored.id = entry.messageId;
+            ++stored.queues;
+            members.insert(message.get());
+            // Journal calls from restore (a no-ack consumer cannot exist yet, but a length
+            // limit or a TTL may drop it) go to this journal: it knows the message now.
+            queue->restore(message, now);
+            ++restored;
+        }
+    }
+    recovered_ = store::Recovered{};
+    if (core::Vhost* vhost = broker.findVhost("/"))
+        vhost->settle(now); // what a length limit dead-lettered while restoring
+    if (store_->hasUnsynced())
+        store_->sync();
+    store_->collect();
+    return restored;
+}
+
+void DurableMessages::enqueued(const core::Queue& queue, const core::MessageRef& message) {
+    auto [it, first] = stored_.try_emplace(message.get());
+    if (first)
+        it->second.id = store_->addMessage(encode(*message));
+    if (!byQueue_[queue.name()].insert(message.get()).second)
+        return; // already there (cannot happen: one routing puts it in a queue once)
+    ++it->second.queues;
+    store_->enqueue(queue.name(), it->second.id);
+    scheduleSync();
+}
+
+void DurableMessages::removed(const core::Queue& queue, const core::MessageRef& message) {
+    auto members = byQueue_.find(queue.name());
+    if (members == byQueue_.end() || members->second.erase(message.get()) == 0)
+        return;
+    auto it = stored_.find(message.get());
+    if (it == stored_.end())
+        return;
+    store_->ack(queue.name(), it->second.id);
+    if (--it->second.queues == 0)
+        stored_.erase(it);
+    scheduleSync();
+}
+
+void DurableMessages::queueDeleted(const core::Queue& queue) {
+    auto members = byQueue_.find(queue.name());
+    if (members != byQueue_.end()) {
+        for (const core::Message* message : members->second) {
+            auto it = stored_.find(message);
+            if (it != stored_.end() && --it->second.queues == 0)
+                stored_.erase(it);
+        }
+        byQueue_.erase(members);
+    }
+    store_->dropQueue(queue.name());
+    scheduleSync();
+}
+
+void DurableMessages::afterSync(std::function<void(const std::string* failure)> done) {
+    if (!store_->hasUnsynced() && !syncPosted_) {
+        done(nullptr);
+        return;
+    }
+    waiting_.push_back(std::move(done));
+    scheduleSync();
+}
+
+void DurableMessages::scheduleSync() {
+    if (syncPosted_)
+        return;
+    syncPosted_ = true;
+    // After the frames of this turn: everything they journaled shares one fsync.
+    asio::post(io_, [this] { syncNow(); });
+}
+
+void DurableMessages::syncNow() {
+    syncPosted_ = false;
+    std::string failure;
+    try {
+        store_->sync();
+    } catch (const std::exception& e) {
+        failure = e.what();
+        spdlog::error("message store: {}", failure);
+    }
+    auto waiting = std::move(waiting_);
+    waiting_.clear();
+    for (auto& done : waiting)
+        done(failure.empty() ? nullptr : &failure);
+    try {
+        store_->collect();
+    } catch (const std::exception& e) {
+        spdlog::error("message store: collecting old segments: {}", e.what());
+    }
+}
+
+} // namespace depot::net

@@ -1,0 +1,66 @@
+#pragma once
+// Persistent messages in durable queues, on disk (depotd --data-dir): the core's
+// MessageJournal, kept in a store::MessageStore under <data-dir>/messages. A message routed to
+// several durable queues is written once. Writes are buffered and made durable together, once
+// per turn of the event loop (group commit: one fsync for every publish handled in that turn);
+// a publisher's confirm waits for that (afterSync), so a confirmed message survives a kill -9.
+//
+// On start, recover() puts the messages back into their queues, in order, marked redelivered
+// (as RabbitMQ does: whether they had been delivered is not known). A message's TTL starts
+// again from the restart.
+
+#include "broker/core/broker.h"
+#include "broker/core/message_journal.h"
+#include "broker/store/message_store.h"
+
+#include <asio.hpp>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+namespace depot::net {
+
+class DurableMessages final : public core::MessageJournal {
+public:
+    // Opens (creating) the store; throws store::StoreError when it cannot.
+    DurableMessages(std::filesystem::path directory, asio::io_context& io);
+
+    // Puts what the store held back into the broker's durable queues; returns how many
+    // messages. A queue that no longer exists loses its messages. Call before any client runs.
+    std::size_t recover(core::Broker& broker, core::TimePoint now);
+
+    void enqueued(const core::Queue& queue, const core::MessageRef& message) override;
+    void removed(const core::Queue& queue, const core::MessageRef& message) override;
+    void queueDeleted(const core::Queue& queue) override;
+
+    // Calls `done` once everything journaled so far is on disk (failure == nullptr), or could
+    // not be made so (the reason): at once when nothing is waiting to be written.
+    void afterSync(std::function<void(const std::string* failure)> done);
+
+    store::StoreStats stats() const { return store_->stats(); }
+
+private:
+    void scheduleSync();
+    void syncNow();
+
+    asio::io_context& io_;
+    store::Recovered recovered_; // what open found, until recover() has used it
+    std::unique_ptr<store::MessageStore> store_;
+    struct Stored {
+        std::uint64_t id = 0;
+        std::uint32_t queues = 0; // durable queues holding it
+    };
+    // By address: an entry lives while some durable queue holds the message (and with it the
+    // Message object), so an address is never reused while it is here.
+    std::unordered_map<const core::Message*, Stored> stored_;
+    std::unordered_map<std::string, std::unordered_set<const core::Message*>> byQueue_;
+    bool syncPosted_ = false;
+    std::vector<std::function<void(const std::string*)>> waiting_;
+};
+
+} // namespace depot::net
