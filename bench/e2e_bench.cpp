@@ -65,6 +65,8 @@ public:
         if (onDisk) {
             args.push_back("--data-dir");
             args.push_back(dir_ + "/data");
+        } else {
+            args.push_back("--in-memory");
         }
         std::vector<char*> argv;
         for (std::string& a : args)

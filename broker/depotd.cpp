@@ -10,6 +10,8 @@
 #include <asio.hpp>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -34,7 +36,20 @@ struct Options {
     std::string portFile;
     std::uint64_t memoryLimit = 0;
     std::string dataDir;
+    bool inMemory = false;
 };
+
+// Where depotd keeps its data when --data-dir is not given: /var/lib/depot for root, else the
+// user's state directory (XDG), so that a plain `depotd` is durable, as RabbitMQ is.
+std::string defaultDataDir() {
+    if (::geteuid() == 0)
+        return "/var/lib/depot";
+    if (const char* state = std::getenv("XDG_STATE_HOME"); state != nullptr && *state != '\0')
+        return std::string(state) + "/depot";
+    if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0')
+        return std::string(home) + "/.local/state/depot";
+    return "depot-data";
+}
 
 // "127.0.0.1:7672" or "[::1]:7672"; only literal addresses (depotd does no DNS).
 std::optional<asio::ip::tcp::endpoint> parseEndpoint(const std::string& text, std::string& why) {
@@ -111,10 +126,15 @@ int main(int argc, char** argv) {
                    "bytes of messages (ready bodies plus socket backlogs) above which publishing "
                    "connections are blocked until they fall below 80 %; 0 = no limit")
         ->capture_default_str();
-    app.add_option("--data-dir", options.dataDir,
-                   "keep durable exchanges, queues and bindings, and persistent messages in "
-                   "durable queues, here: they survive a restart or a crash (confirms wait for "
-                   "the disk); none: nothing on disk");
+    auto* dataDir = app.add_option(
+        "--data-dir", options.dataDir,
+        "keep durable exchanges, queues and bindings, and persistent messages in durable "
+        "queues, here: they survive a restart or a crash (confirms wait for the disk). Default: "
+        "/var/lib/depot as root, else $XDG_STATE_HOME/depot or ~/.local/state/depot. One "
+        "depotd per data dir");
+    app.add_flag("--in-memory", options.inMemory,
+                 "keep nothing on disk: every queue and message is gone when depotd stops")
+        ->excludes(dataDir);
     app.add_option("--port-file", options.portFile,
                    "once listening, write the bound port to this file (useful with port 0)");
     app.set_version_flag("--version", std::string("depotd ") + VERSION);
@@ -145,13 +165,15 @@ int main(int argc, char** argv) {
     config.username = options.user;
     config.password = options.password;
     config.memoryLimitBytes = options.memoryLimit;
-    config.dataDir = options.dataDir;
+    if (!options.inMemory)
+        config.dataDir = options.dataDir.empty() ? defaultDataDir() : options.dataDir;
 
     std::optional<depot::net::Server> server;
     try {
         server.emplace(runtime, *endpoint, config);
     } catch (const std::filesystem::filesystem_error& e) { // (a system_error too: first)
-        std::cerr << "depotd: --data-dir " << options.dataDir << ": " << e.code().message() << "\n";
+        std::cerr << "depotd: --data-dir " << config.dataDir.string() << ": " << e.code().message()
+                  << "\n";
         return 1;
     } catch (const asio::system_error& e) {
         std::cerr << "depotd: cannot listen on " << options.listen << ": " << e.what() << "\n";

@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 namespace depot::net {
 
 Server::Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& endpoint,
@@ -10,6 +14,15 @@ Server::Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& e
       memoryTimer_(runtime.context()) {
     if (!config_.dataDir.empty()) {
         std::filesystem::create_directories(config_.dataDir);
+        // Two brokers on one store would corrupt it: the second one refuses to start.
+        const std::filesystem::path lock = config_.dataDir / "lock";
+        dataDirLock_ = ::open(lock.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+        if (dataDirLock_ < 0 || ::flock(dataDirLock_, LOCK_EX | LOCK_NB) != 0) {
+            if (dataDirLock_ >= 0)
+                ::close(dataDirLock_);
+            throw std::runtime_error("data dir " + config_.dataDir.string() +
+                                     " is in use by another depotd (" + lock.string() + ")");
+        }
         definitions_.emplace(config_.dataDir / "definitions");
         const auto loaded = definitions_->load(runtime_.broker(), runtime_.now());
         durable_.emplace(config_.dataDir / "messages", runtime_.context());
@@ -102,6 +115,8 @@ void Server::evaluateMemory() {
 
 Server::~Server() {
     stop("server destroyed");
+    if (dataDirLock_ >= 0)
+        ::close(dataDirLock_); // releases the lock
 }
 
 void Server::accept() {

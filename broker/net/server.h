@@ -75,6 +75,7 @@ private:
     std::uint64_t nextSessionId_ = 1;
     bool stopped_ = false;
     asio::steady_timer memoryTimer_;
+    int dataDirLock_ = -1; // held (flock) while this server uses its data dir
     std::optional<DefinitionsFile> definitions_;
     std::optional<DurableMessages> durable_;
     bool alarm_ = false;

@@ -10,6 +10,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -123,6 +124,9 @@ public:
     explicit DepotdProcess(std::vector<std::string> extraArgs = {}) {
         std::vector<std::string> args = {"--listen",        "127.0.0.1:0", "--port-file",
                                          dir_.file("port"), "--log-level", "warn"};
+        // Nothing on disk unless the test gives a data dir (the default one is shared).
+        if (std::find(extraArgs.begin(), extraArgs.end(), "--data-dir") == extraArgs.end())
+            args.push_back("--in-memory");
         args.insert(args.end(), extraArgs.begin(), extraArgs.end());
         process_ = std::make_unique<Process>(std::string(DEPOT_BINARY_DIR) + "/depotd", args);
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);

@@ -163,3 +163,19 @@ TEST_CASE("depotd --data-dir: confirmed persistent messages survive a kill -9, i
     CHECK(bodies == std::vector<std::string>{"job-2", "job-3", "job-4", "job-5", "job-6"});
     CHECK_THROWS_AS(connection->get("scratch"), depot::client::Error); // not durable: gone
 }
+
+TEST_CASE("depotd: one depotd per data dir, and --in-memory excludes --data-dir") {
+    TempDir data;
+    const std::string dir = data.file("depot");
+    DepotdProcess first({"--data-dir", dir});
+    Process second(DEPOTD, {"--listen", "127.0.0.1:0", "--data-dir", dir});
+    CHECK(second.wait() == 1);
+    CHECK(second.err() ==
+          "depotd: data dir " + dir + " is in use by another depotd (" + dir + "/lock)\n");
+    Process both(DEPOTD, {"--in-memory", "--data-dir", dir});
+    CHECK(both.wait() == 2);
+    Process help(DEPOTD, {"--help"});
+    CHECK(help.wait() == 0);
+    CHECK(help.out().find("--in-memory") != std::string::npos);
+    CHECK(help.out().find("/var/lib/depot") != std::string::npos);
+}

@@ -32,6 +32,7 @@ TEST_CASE("depotd refuses bad options with exit code 2 and one clear line") {
 TEST_CASE("depotd reads its options from a config file") {
     TempDir dir;
     std::ofstream(dir.file("depotd.conf")) << "listen = \"127.0.0.1:0\"\nheartbeat = 7\n"
+                                           << "in-memory = true\n"
                                            << "port-file = \"" << dir.file("port") << "\"\n";
     Process p(DEPOTD, {"--config", dir.file("depotd.conf")});
     std::string port;
@@ -69,7 +70,8 @@ TEST_CASE("SIGTERM closes connections with a close frame and exits 0") {
 
 TEST_CASE("a second depotd on a taken port fails with a clear error") {
     DepotdProcess first;
-    Process second(DEPOTD, {"--listen", "127.0.0.1:" + std::to_string(first.port())});
+    Process second(DEPOTD,
+                   {"--listen", "127.0.0.1:" + std::to_string(first.port()), "--in-memory"});
     CHECK(second.wait() == 1);
     CHECK(second.err().find("cannot listen") != std::string::npos);
 }
