@@ -63,6 +63,7 @@ struct HandlingContext {
     std::string messageId;
     std::string correlationId;
     std::map<std::string, std::uint64_t, std::less<>> published; // per type, for derived ids
+    std::uint64_t sent = 0; // messages sent while handling, derived ids or not
 };
 thread_local HandlingContext* handling = nullptr;
 
@@ -75,6 +76,7 @@ public:
     ~HandlingScope() { handling = previous_; }
     HandlingScope(const HandlingScope&) = delete;
     HandlingScope& operator=(const HandlingScope&) = delete;
+    std::uint64_t sent() const { return context_.sent; }
 
 private:
     HandlingContext* previous_;
@@ -277,6 +279,8 @@ void Bus::send(const std::string& type, contracts::Meta::Builder meta,
     options.properties = propertiesFor(type, meta.asReader());
     connection_->publish(exchange, routingKey, std::move(body), options);
     ++published_;
+    if (handling)
+        ++handling->sent;
 }
 
 Delivery Bus::call(const std::string& type, contracts::Meta::Builder meta,
@@ -354,6 +358,7 @@ void Bus::dispatch(const std::string& queue, const std::string& errorQueue,
     const std::uint32_t attempts = std::max<std::uint32_t>(1, options.retry.attempts);
     std::string reason;
     bool done = false;
+    std::uint64_t sent = 0;
     for (std::uint32_t attempt = 1; attempt <= attempts && !done; ++attempt) {
         if (attempt > 1) {
             ++retries_;
@@ -363,6 +368,7 @@ void Bus::dispatch(const std::string& queue, const std::string& errorQueue,
             HandlingScope scope(id,
                                 properties.correlationId.empty() ? id : properties.correlationId);
             route->second.handle(body, delivery);
+            sent = scope.sent();
             done = true;
         } catch (...) {
             reason = describe(std::current_exception());
@@ -376,8 +382,18 @@ void Bus::dispatch(const std::string& queue, const std::string& errorQueue,
     // Outside the handler's try: a handler that succeeded is never called again. When its id
     // cannot be recorded, it is acked all the same (its effects happened) and onError hears.
     try {
-        if (options.inbox && !id.empty())
+        if (options.inbox && !id.empty()) {
+            // Only once the broker has routed what the handler sent: were the id recorded
+            // while those messages still sat in this process (a kill -9 now loses them), the
+            // redelivered message would be dropped as done and its effects never happen. A
+            // connection's frames are handled in order, so one answered request is the proof.
+            if (sent > 0) {
+                QueueDeclareOptions passive;
+                passive.passive = true;
+                (void)connection_->declareQueue(queue, passive);
+            }
             options.inbox->record(id);
+        }
     } catch (...) {
         delivery.ack();
         throw;

@@ -106,9 +106,11 @@ private:
 
 // Checks the run's own verdict and the mail: each event mailed once, each package's in order.
 void checkRun(Process& run, const std::vector<depot::delivery::Email>& outbox) {
-    REQUIRE(run.wait(120s) == 0);
-    CHECK(run.out().find("checks                 ok") != std::string::npos);
+    const int status = run.wait(120s);
     INFO(run.out());
+    INFO(run.err());
+    REQUIRE(status == 0);
+    CHECK(run.out().find("checks                 ok") != std::string::npos);
     const auto problems = depot::delivery::outboxProblems(outbox);
     for (const auto& problem : problems)
         FAIL_CHECK(problem);
