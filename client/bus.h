@@ -138,7 +138,9 @@ struct SubscribeOptions {
     std::uint32_t prefetch = 16;
     RetryPolicy retry;
     // Drops deliveries whose message id it has recorded; records each one a handler completed
-    // (not those sent to the error queue). Null: every delivery is handled.
+    // (not those sent to the error queue), after the broker has answered a request on this
+    // connection when the handler sent anything (so that what it sent cannot be lost with the
+    // process while the id says "done"). Null: every delivery is handled.
     std::shared_ptr<Inbox> inbox;
     bool exclusive = false; // a private, server-named queue when the name is ""
 };
