@@ -60,6 +60,15 @@ DurableMessages::DurableMessages(std::filesystem::path directory, asio::io_conte
         spdlog::warn("message store: {}", problem);
 }
 
+DurableMessages::~DurableMessages() {
+    try {
+        if (store_->hasUnsynced())
+            store_->sync();
+    } catch (const std::exception& e) {
+        spdlog::error("message store: at shutdown: {}", e.what());
+    }
+}
+
 std::size_t DurableMessages::recover(core::Broker& broker, core::TimePoint now) {
     std::unordered_map<std::uint64_t, core::MessageRef> decoded;
     std::size_t restored = 0;

@@ -29,6 +29,11 @@ class DurableMessages final : public core::MessageJournal {
 public:
     // Opens (creating) the store; throws store::StoreError when it cannot.
     DurableMessages(std::filesystem::path directory, asio::io_context& io);
+    // Writes what is still buffered (a clean shutdown keeps even unconfirmed publishes and the
+    // last acks).
+    ~DurableMessages() override;
+    DurableMessages(const DurableMessages&) = delete;
+    DurableMessages& operator=(const DurableMessages&) = delete;
 
     // Puts what the store held back into the broker's durable queues; returns how many
     // messages. A queue that no longer exists loses its messages. Call before any client runs.
