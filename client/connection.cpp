@@ -48,17 +48,6 @@ struct Mailbox {
     bool scheduled = false; // a drain task is posted and has not finished
 };
 
-// An Error as plain values (see embedded_connection.cpp): what a waiting request is told when
-// the connection closes, without an exception object crossing threads.
-struct Failure {
-    explicit Failure(const Error& e) : kind(e.kind()), message(e.what()), code(e.code()) {}
-    Error error() const { return Error(kind, message, code); }
-
-    ErrorKind kind;
-    std::string message;
-    core::ErrorCode code;
-};
-
 using ReplyOutcome = std::variant<Reply, Failure>;
 
 Error connectionClosed() {

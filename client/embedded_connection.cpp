@@ -67,18 +67,6 @@ std::shared_ptr<EmbeddedBroker> embeddedBroker(const std::string& name) {
     return broker;
 }
 
-// An Error as plain values, to carry it from the broker thread to the caller's. No exception
-// object crosses threads: one freed on another thread than the one that caught it hides behind
-// libstdc++'s uninstrumented reference counts (ThreadSanitizer reports it as a race).
-struct Failure {
-    explicit Failure(const Error& e) : kind(e.kind()), message(e.what()), code(e.code()) {}
-    Error error() const { return Error(kind, message, code); }
-
-    ErrorKind kind;
-    std::string message;
-    core::ErrorCode code;
-};
-
 Error connectionClosed() {
     return Error(ErrorKind::CONNECTION_LOST, "the connection was closed");
 }

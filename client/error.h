@@ -38,4 +38,17 @@ private:
     core::ErrorCode code_;
 };
 
+// An Error as plain values, to carry it from one thread to another (a broker or network thread
+// to a waiting caller). No exception object crosses threads: one freed on another thread than
+// the one that caught it hides behind libstdc++'s uninstrumented reference counts
+// (ThreadSanitizer reports it as a race).
+struct Failure {
+    explicit Failure(const Error& e) : kind(e.kind()), message(e.what()), code(e.code()) {}
+    Error error() const { return Error(kind, message, code); }
+
+    ErrorKind kind;
+    std::string message;
+    core::ErrorCode code;
+};
+
 } // namespace depot::client

@@ -151,7 +151,7 @@ void DurableMessages::queueDeleted(const core::Queue& queue) {
 }
 
 void DurableMessages::afterSync(std::function<void(const std::string* failure)> done) {
-    if (!store_->hasUnsynced() && !syncPosted_) {
+    if (!syncPending()) {
         done(nullptr);
         return;
     }

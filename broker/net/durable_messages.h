@@ -46,6 +46,8 @@ public:
     // Calls `done` once everything journaled so far is on disk (failure == nullptr), or could
     // not be made so (the reason): at once when nothing is waiting to be written.
     void afterSync(std::function<void(const std::string* failure)> done);
+    // Something journaled is not on disk yet (a confirm must wait).
+    bool syncPending() const { return syncPosted_ || store_->hasUnsynced(); }
 
     store::StoreStats stats() const { return store_->stats(); }
 

@@ -488,18 +488,24 @@ void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publi
         // disk: a confirmed message survives a crash. Group commit: one fsync per loop turn.
         const bool rejected = result->rejected;
         const auto queues = static_cast<std::uint32_t>(result->queues);
-        server_.afterSync(
-            [self = shared_from_this(), requestId, rejected, queues](const std::string* failure) {
-                self->send(requestId, [&](capnp::MessageBuilder&, wire::Frame::Builder f, Extras&) {
-                    auto c = f.initConfirm();
-                    c.setAck(!rejected && failure == nullptr);
-                    c.setRoutedQueues(queues);
-                    if (failure != nullptr)
-                        c.setReason(wireText("not written to disk: " + *failure));
-                    else if (rejected)
-                        c.setReason("a queue is full and its x-overflow is reject-publish");
-                });
+        auto confirm = [this, requestId, rejected, queues](const std::string* failure) {
+            send(requestId, [&](capnp::MessageBuilder&, wire::Frame::Builder f, Extras&) {
+                auto c = f.initConfirm();
+                c.setAck(!rejected && failure == nullptr);
+                c.setRoutedQueues(queues);
+                if (failure != nullptr)
+                    c.setReason(wireText("not written to disk: " + *failure));
+                else if (rejected)
+                    c.setReason("a queue is full and its x-overflow is reject-publish");
             });
+        };
+        if (!server_.syncPending()) {
+            confirm(nullptr); // nothing waits for the disk: no deferred closure per publish
+            return;
+        }
+        server_.afterSync([self = shared_from_this(), confirm](const std::string* failure) {
+            confirm(failure); // `self` keeps the session alive until then
+        });
     }
 }
 
