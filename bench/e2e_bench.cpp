@@ -2,6 +2,7 @@
 
 #include "bench/report.h"
 #include "client/connection.h"
+#include "client/url.h"
 
 #include <CLI/CLI.hpp>
 #include <asio.hpp>
@@ -17,7 +18,9 @@
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -35,6 +38,9 @@ using Clock = std::chrono::steady_clock;
 
 struct E2eOptions {
     std::string target;
+    std::vector<std::string> compare; // several targets, one table
+    std::string json;
+    std::string svg;
     std::size_t messages = 200'000;
     std::size_t body = 100;
     std::size_t rpcCalls = 2'000;
@@ -100,11 +106,13 @@ private:
 
 struct Outcome {
     std::string scenario;
-    std::size_t messages = 0;
+    std::size_t messages = 0; // delivered (or round trips made)
     double seconds = 0;
     double bytesPerMessage = 0; // on the wire, for the ceiling ratio
     std::string note;
+    std::size_t expected = 0; // what should have been delivered; 0 = as many as `messages`
     double rate() const { return seconds > 0 ? static_cast<double>(messages) / seconds : 0; }
+    bool complete() const { return expected == 0 || messages >= expected; }
 };
 
 // One publisher connection, one consumer connection, N messages; time from the first publish
@@ -142,8 +150,12 @@ Outcome oneToOne(const std::string& url, const E2eOptions& options, bool acks) {
                                         [&] { return received >= options.messages; });
     const double seconds = secondsSince(start);
     lock.unlock();
-    Outcome outcome{acks ? "1 -> 1, acks (prefetch 100)" : "1 -> 1, no acks", received, seconds,
-                    static_cast<double>(options.body) + 96, finished ? "" : "timed out"};
+    Outcome outcome{acks ? "1 -> 1, acks (prefetch 100)" : "1 -> 1, no acks",
+                    received,
+                    seconds,
+                    static_cast<double>(options.body) + 96,
+                    finished ? "" : "timed out",
+                    options.messages};
     consumer.cancel();
     return outcome;
 }
@@ -215,8 +227,12 @@ Outcome fourToFour(const std::string& url, const E2eOptions& options) {
     const double seconds = secondsSince(start);
     for (client::Consumer& c : consumers)
         c.cancel();
-    return Outcome{"4 -> 4, one queue, acks (prefetch 100)", tally.received(), seconds,
-                   static_cast<double>(options.body) + 96, finished ? "" : "timed out"};
+    return Outcome{"4 -> 4, one queue, acks (prefetch 100)",
+                   tally.received(),
+                   seconds,
+                   static_cast<double>(options.body) + 96,
+                   finished ? "" : "timed out",
+                   perPublisher * N};
 }
 
 // One publisher, a fanout exchange bound to ten queues, a consumer (no acks) on each: every
@@ -247,8 +263,58 @@ Outcome fanoutTen(const std::string& url, const E2eOptions& options) {
     const double seconds = secondsSince(start);
     for (client::Consumer& c : consumers)
         c.cancel();
-    return Outcome{"fanout to 10 queues, no acks (deliveries)", tally.received(), seconds,
-                   static_cast<double>(options.body) + 96, finished ? "" : "timed out"};
+    return Outcome{"fanout to 10 queues, no acks (deliveries)",
+                   tally.received(),
+                   seconds,
+                   static_cast<double>(options.body) + 96,
+                   finished ? "" : "timed out",
+                   published * QUEUES};
+}
+
+// A topic exchange with 1,000 bindings (10 patterns on each of 100 queues), one publisher, a
+// consumer (no acks) on every queue; each key matches one binding. RabbitMQ's topic routing
+// slows with many bindings (RABBITMQ-FACTS.md); the rate counts deliveries.
+Outcome topicThousand(const std::string& url, const E2eOptions& options) {
+    constexpr std::size_t QUEUES = 100, PER_QUEUE = 10;
+    auto consumerConnection = client::Connection::open(url);
+    auto publisherConnection = client::Connection::open(url);
+    const std::string exchange = "bench.e2e.topic";
+    consumerConnection->declareExchange(exchange, client::ExchangeType::TOPIC);
+    const std::size_t published = std::max<std::size_t>(1, options.messages / 4);
+    Tally tally(published);
+    std::vector<client::Consumer> consumers;
+    client::ConsumeOptions consume;
+    consume.noAck = true;
+    for (std::size_t q = 0; q < QUEUES; ++q) {
+        const std::string queue = "bench.e2e.topic." + std::to_string(q);
+        consumerConnection->declareQueue(queue);
+        consumerConnection->purge(queue);
+        for (std::size_t b = 0; b < PER_QUEUE; ++b)
+            consumerConnection->bindQueue(
+                queue, exchange,
+                b % 2 == 0 ? "region" + std::to_string(q) + ".kind" + std::to_string(b) + ".*"
+                           : "region" + std::to_string(q) + ".kind" + std::to_string(b) + ".#");
+        consumers.push_back(consumerConnection->consume(
+            queue, [&tally](client::Delivery&) { tally.add(); }, consume));
+    }
+    std::vector<std::string> keys;
+    for (std::size_t q = 0; q < QUEUES; ++q)
+        for (std::size_t b = 0; b < PER_QUEUE; ++b)
+            keys.push_back("region" + std::to_string(q) + ".kind" + std::to_string(b) + ".event");
+    const std::string body(options.body, 'x');
+    const auto start = Clock::now();
+    for (std::size_t i = 0; i < published; ++i)
+        publisherConnection->publish(exchange, keys[(i * 7919) % keys.size()], body);
+    const bool finished = tally.wait();
+    const double seconds = secondsSince(start);
+    for (client::Consumer& c : consumers)
+        c.cancel();
+    return Outcome{"topic, 1,000 bindings to 100 queues, no acks",
+                   tally.received(),
+                   seconds,
+                   static_cast<double>(options.body) + 96,
+                   finished ? "" : "timed out",
+                   published};
 }
 
 // Persistent messages into a durable queue with publisher confirms, `inFlight` publishers (one
@@ -299,8 +365,12 @@ Outcome persistentConfirmed(const std::string& url, const E2eOptions& options) {
         note += ", " + std::to_string(nacked.load()) + " nacked";
     if (!finished)
         note += ", timed out";
-    return Outcome{"persistent, confirms, durable queue, acks", tally.received(), seconds,
-                   static_cast<double>(options.body) + 96, note};
+    return Outcome{"persistent, confirms, durable queue, acks",
+                   tally.received(),
+                   seconds,
+                   static_cast<double>(options.body) + 96,
+                   note,
+                   perThread * threads};
 }
 
 Outcome confirmed(const std::string& url, const E2eOptions& options) {
@@ -370,66 +440,222 @@ Outcome loopbackCeiling(double bytesPerMessage, std::size_t messages) {
                    bytesPerMessage, "one socket, 64 KiB writes"};
 }
 
-void runE2e(const E2eOptions& given) {
+// A scenario measured against one target.
+using Scenario = std::function<Outcome(const std::string& url, const E2eOptions&)>;
+
+// Where a scenario runs: a broker URL, `local` (a depotd started here, in memory or, with
+// --persistent, on disk) or `@FILE` (the URL read from FILE, as scripts/rabbitmq-node.sh writes
+// it).
+struct Target {
+    std::string label;
+    std::string url;
+    std::unique_ptr<LocalDepotd> local;
+};
+
+Target openTarget(const std::string& spec, bool persistent) {
+    Target target;
+    if (spec.empty() || spec == "local") {
+        target.local = std::make_unique<LocalDepotd>(persistent);
+        target.url = target.local->url();
+        target.label = "depotd";
+        return target;
+    }
+    target.url = spec;
+    if (spec.front() == '@') {
+        std::ifstream in(spec.substr(1));
+        if (!(in >> target.url))
+            throw std::runtime_error("cannot read a broker URL from " + spec.substr(1));
+    }
+    const client::BrokerUrl parsed = client::BrokerUrl::parse(target.url); // throws if bad
+    target.label = parsed.scheme == client::BrokerUrl::Scheme::AMQP ? "amqp " : "depot ";
+    target.label += parsed.host + ":" + std::to_string(parsed.port);
+    return target;
+}
+
+// A bar chart of each scenario's rate per target, bars scaled to the scenario's fastest.
+void writeSvg(const std::string& path, const std::vector<std::string>& scenarios,
+              const std::vector<Target>& targets,
+              const std::vector<std::vector<Outcome>>& results) {
+    static const char* const colours[] = {"#2b6cb0", "#dd6b20", "#38a169", "#805ad5"};
+    const int barHeight = 18, gap = 6, labelWidth = 330, chartWidth = 420;
+    const int groupHeight = static_cast<int>(targets.size()) * (barHeight + 2) + gap * 2;
+    const int height = 40 + static_cast<int>(scenarios.size()) * groupHeight + 30;
+    std::ofstream out(path);
+    out << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << labelWidth + chartWidth + 120
+        << "\" height=\"" << height << "\" font-family=\"sans-serif\" font-size=\"12\">\n";
+    out << "<text x=\"8\" y=\"20\" font-size=\"14\">depot-bench e2e: messages per second "
+           "(bars scaled per scenario)</text>\n";
+    for (std::size_t t = 0; t < targets.size(); ++t)
+        out << "<rect x=\"" << labelWidth + 200 * static_cast<int>(t) << "\" y=\"" << height - 22
+            << "\" width=\"12\" height=\"12\" fill=\"" << colours[t % 4] << "\"/><text x=\""
+            << labelWidth + 200 * static_cast<int>(t) + 16 << "\" y=\"" << height - 12 << "\">"
+            << targets[t].label << "</text>\n";
+    for (std::size_t s = 0; s < scenarios.size(); ++s) {
+        const int top = 40 + static_cast<int>(s) * groupHeight;
+        double best = 0;
+        for (const Outcome& o : results[s])
+            best = std::max(best, o.rate());
+        out << "<text x=\"8\" y=\"" << top + gap + barHeight - 4 << "\">" << scenarios[s]
+            << "</text>\n";
+        for (std::size_t t = 0; t < results[s].size(); ++t) {
+            const double rate = results[s][t].rate();
+            const int y = top + gap + static_cast<int>(t) * (barHeight + 2);
+            const int width =
+                best > 0 ? std::max(1, static_cast<int>(chartWidth * rate / best)) : 1;
+            out << "<rect x=\"" << labelWidth << "\" y=\"" << y << "\" width=\"" << width
+                << "\" height=\"" << barHeight << "\" fill=\"" << colours[t % 4] << "\"/>";
+            out << "<text x=\"" << labelWidth + width + 6 << "\" y=\"" << y + barHeight - 5 << "\">"
+                << formatSi(rate) << "/s</text>\n";
+        }
+    }
+    out << "</svg>\n";
+}
+
+void writeJson(const std::string& path, const E2eOptions& options,
+               const std::vector<std::string>& scenarios, const std::vector<Target>& targets,
+               const std::vector<std::vector<Outcome>>& results) {
+    std::ofstream out(path);
+    out << "{\n  \"benchmark\": \"e2e\",\n  \"messages\": " << options.messages
+        << ",\n  \"body_bytes\": " << options.body << ",\n  \"targets\": [";
+    for (std::size_t t = 0; t < targets.size(); ++t)
+        out << (t ? ", " : "") << "{\"label\": " << jsonString(targets[t].label)
+            << ", \"url\": " << jsonString(client::BrokerUrl::parse(targets[t].url).redacted())
+            << "}";
+    out << "],\n  \"results\": [\n";
+    bool first = true;
+    for (std::size_t s = 0; s < scenarios.size(); ++s)
+        for (std::size_t t = 0; t < results[s].size(); ++t) {
+            const Outcome& o = results[s][t];
+            out << (first ? "" : ",\n") << "    {\"scenario\": " << jsonString(scenarios[s])
+                << ", \"target\": " << jsonString(targets[t].label)
+                << ", \"messages\": " << o.messages << ", \"expected\": " << o.expected
+                << ", \"seconds\": " << jsonNumber(o.seconds)
+                << ", \"per_second\": " << jsonNumber(o.rate())
+                << ", \"complete\": " << (o.complete() ? "true" : "false") << "}";
+            first = false;
+        }
+    out << "\n  ]\n}\n";
+}
+
+// Runs every scenario against every target, interleaved (scenario by scenario), so that a burst
+// of load from elsewhere on the machine hits both sides of a comparison alike. Returns false if
+// a target did not deliver every message of a scenario.
+bool runE2e(const E2eOptions& given) {
     E2eOptions options = given;
     if (options.smoke) {
         options.messages = 2'000;
         options.rpcCalls = 50;
     }
-    std::optional<LocalDepotd> local;
-    std::string url = options.target;
-    if (url.empty()) {
-        local.emplace(options.persistent);
-        url = local->url();
-    }
-    if (options.persistent) {
-        std::cerr << "target " << url << ", " << options.messages << " persistent messages of "
-                  << options.body << " bytes\n";
-        const Outcome o = persistentConfirmed(url, options);
-        const Outcome ceiling = loopbackCeiling(o.bytesPerMessage, options.messages);
-        MarkdownTable table({"scenario", "messages", "seconds", "msgs/s", "note"});
-        table.addRow({o.scenario, std::to_string(o.messages), std::to_string(o.seconds),
-                      formatSi(o.rate()), o.note});
-        table.addRow({ceiling.scenario, std::to_string(ceiling.messages),
-                      std::to_string(ceiling.seconds), formatSi(ceiling.rate()), ceiling.note});
-        table.print(std::cout);
-        std::cout << "\ndepotd ran with --data-dir on this machine's disk: each confirm waited "
-                     "for the fsync that covered its message. `depot-bench store` shows the "
-                     "disk's raw fsync rate.\n";
-        return;
-    }
-    std::cerr << "target " << url << ", " << options.messages << " messages of " << options.body
-              << " bytes\n";
-    std::vector<Outcome> outcomes;
-    std::cerr << "1 -> 1 no acks...\n";
-    outcomes.push_back(oneToOne(url, options, false));
-    std::cerr << "1 -> 1 acks...\n";
-    outcomes.push_back(oneToOne(url, options, true));
-    std::cerr << "4 -> 4...\n";
-    outcomes.push_back(fourToFour(url, options));
-    std::cerr << "fanout 10...\n";
-    outcomes.push_back(fanoutTen(url, options));
-    std::cerr << "confirms...\n";
-    outcomes.push_back(confirmed(url, options));
-    std::cerr << "loopback ceiling...\n";
-    const Outcome ceiling = loopbackCeiling(outcomes[0].bytesPerMessage, options.messages);
-    std::cerr << "rpc...\n";
-    const RpcResult calls = rpc(url, options);
+    std::vector<std::string> specs = options.compare;
+    if (specs.empty())
+        specs.push_back(options.target);
+    std::vector<Target> targets;
+    for (const std::string& spec : specs)
+        targets.push_back(openTarget(spec, options.persistent));
 
-    MarkdownTable table(
-        {"scenario", "messages", "seconds", "msgs/s", "vs loopback ceiling", "note"});
-    for (const Outcome& o : outcomes)
-        table.addRow({o.scenario, std::to_string(o.messages), std::to_string(o.seconds),
-                      formatSi(o.rate()), formatRatio(o.rate() / ceiling.rate()), o.note});
-    table.addRow({ceiling.scenario, std::to_string(ceiling.messages),
-                  std::to_string(ceiling.seconds), formatSi(ceiling.rate()), formatRatio(1.0),
-                  ceiling.note});
+    std::vector<std::pair<std::string, Scenario>> scenarios;
+    if (options.persistent) {
+        scenarios.emplace_back("persistent, confirms, durable queue, acks", persistentConfirmed);
+    } else {
+        scenarios.emplace_back("1 -> 1, no acks", [](const std::string& u, const E2eOptions& o) {
+            return oneToOne(u, o, false);
+        });
+        scenarios.emplace_back(
+            "1 -> 1, acks (prefetch 100)",
+            [](const std::string& u, const E2eOptions& o) { return oneToOne(u, o, true); });
+        scenarios.emplace_back("4 -> 4, one queue, acks (prefetch 100)", fourToFour);
+        scenarios.emplace_back("fanout to 10 queues, no acks (deliveries)", fanoutTen);
+        scenarios.emplace_back("topic, 1,000 bindings to 100 queues, no acks", topicThousand);
+        scenarios.emplace_back("publish, wait for each confirm", confirmed);
+    }
+    std::cerr << options.messages << " messages of " << options.body << " bytes per scenario; "
+              << "targets:";
+    for (const Target& t : targets)
+        std::cerr << " " << t.label << " (" << client::BrokerUrl::parse(t.url).redacted() << ")";
+    std::cerr << "\n";
+
+    const std::size_t steps = scenarios.size() * targets.size() + targets.size() + 1;
+    std::size_t step = 0;
+    auto progress = [&](const std::string& what) {
+        ++step;
+        const std::size_t filled = 30 * step / steps;
+        std::cerr << "[" << std::string(filled, '#') << std::string(30 - filled, '.') << "] "
+                  << step << "/" << steps << " " << what << "\n";
+    };
+
+    bool complete = true;
+    std::vector<std::string> names;
+    std::vector<std::vector<Outcome>> results;
+    for (const auto& [name, scenario] : scenarios) {
+        names.push_back(name);
+        results.emplace_back();
+        for (const Target& target : targets) {
+            Outcome o = scenario(target.url, options);
+            o.scenario = name;
+            progress(name + " on " + target.label + ": " + formatSi(o.rate()) + " msg/s" +
+                     (o.complete() ? "" : " (INCOMPLETE)"));
+            complete = complete && o.complete();
+            results.back().push_back(std::move(o));
+        }
+    }
+    std::vector<RpcResult> calls;
+    if (!options.persistent)
+        for (const Target& target : targets) {
+            calls.push_back(rpc(target.url, options));
+            progress("rpc on " + target.label);
+        }
+    const Outcome ceiling =
+        loopbackCeiling(static_cast<double>(options.body) + 96, options.messages);
+    progress("loopback ceiling");
+
+    std::vector<std::string> header = {"scenario"};
+    for (std::size_t t = 0; t < targets.size(); ++t) {
+        header.push_back(targets[t].label + " msgs/s");
+        if (t > 0)
+            header.push_back("vs " + targets[0].label);
+    }
+    header.push_back(targets.size() == 1 ? "vs loopback ceiling" : "note");
+    MarkdownTable table(header);
+    for (std::size_t s = 0; s < names.size(); ++s) {
+        std::vector<std::string> row = {names[s]};
+        std::string note;
+        for (std::size_t t = 0; t < targets.size(); ++t) {
+            const Outcome& o = results[s][t];
+            row.push_back(formatSi(o.rate()) + (o.complete() ? "" : " (incomplete)"));
+            if (t > 0)
+                row.push_back(formatRatio(o.rate() / results[s][0].rate()));
+            if (!o.note.empty() && o.note != results[s][0].note)
+                note += (note.empty() ? "" : "; ") + targets[t].label + ": " + o.note;
+            else if (t == 0)
+                note = o.note;
+        }
+        row.push_back(targets.size() == 1 ? formatRatio(results[s][0].rate() / ceiling.rate())
+                                          : note);
+        table.addRow(row);
+    }
+    std::vector<std::string> ceilingRow = {ceiling.scenario, formatSi(ceiling.rate())};
+    while (ceilingRow.size() < header.size())
+        ceilingRow.push_back(
+            ceilingRow.size() + 1 == header.size() && targets.size() == 1 ? formatRatio(1.0) : "");
+    table.addRow(ceilingRow);
     table.print(std::cout);
-    std::cout << "\nRPC round trip (sequential request/serve, " << calls.calls << " calls): p50 "
-              << calls.p50 << " us, p99 " << calls.p99 << " us, p99.9 " << calls.p999 << " us\n";
-    std::cout << "\nEach message counts " << outcomes[0].bytesPerMessage
+    for (std::size_t t = 0; t < calls.size(); ++t)
+        std::cout << "\nRPC round trip on " << targets[t].label << " (sequential, "
+                  << calls[t].calls << " calls): p50 " << calls[t].p50 << " us, p99 "
+                  << calls[t].p99 << " us, p99.9 " << calls[t].p999 << " us";
+    std::cout << "\n\nEach message counts " << options.body + 96
               << " bytes on the wire for the ceiling (body plus about 96 bytes of frame). The "
-                 "publisher, the consumer and depotd share this machine's cores.\n";
+                 "publishers, the consumers and the brokers share this machine's cores.\n";
+    if (options.persistent)
+        std::cout << "Persistent: every confirm waited for the broker's disk (depotd ran with "
+                     "--data-dir); `depot-bench store` shows the disk's raw fsync rate.\n";
+    if (!options.json.empty())
+        writeJson(options.json, options, names, targets, results);
+    if (!options.svg.empty())
+        writeSvg(options.svg, names, targets, results);
+    if (!complete)
+        std::cerr << "depot-bench: a target did not deliver every message (see INCOMPLETE)\n";
+    return complete;
 }
 
 } // namespace
@@ -437,12 +663,23 @@ void runE2e(const E2eOptions& given) {
 void addE2eCommand(CLI::App& app) {
     auto options = std::make_shared<E2eOptions>();
     CLI::App* e2e = app.add_subcommand(
-        "e2e", "Messages through depotd over TCP: 1 publisher -> 1 consumer without and with "
-               "acks, 4 publishers -> 4 competing consumers, fanout to 10 queues, confirmed "
-               "publishes, RPC round trips, next to a raw loopback TCP ceiling measured in the "
-               "same run (the ratio compares bytes per second). Starts depotd (next to "
-               "depot-bench) unless --target.");
-    e2e->add_option("--target", options->target, "a running broker (depot://...)");
+        "e2e", "Messages through a broker over TCP: 1 publisher -> 1 consumer without and with "
+               "acks, 4 publishers -> 4 competing consumers, fanout to 10 queues, a topic "
+               "exchange with 1,000 bindings, confirmed publishes, RPC round trips, next to a "
+               "raw loopback TCP ceiling measured in the same run (the ratio compares bytes per "
+               "second). Starts depotd (next to depot-bench) unless --target or --compare name "
+               "brokers; --compare local @rabbitmq/url compares Depot with RabbitMQ. Exits 1 "
+               "if a target did not deliver every message.");
+    e2e->add_option("--target", options->target,
+                    "where to run: a broker URL (depot://... or amqp://... for RabbitMQ), "
+                    "`local` (a depotd started here, the default) or @FILE (the URL in FILE, "
+                    "e.g. the one scripts/rabbitmq-node.sh writes)");
+    e2e->add_option("--compare", options->compare,
+                    "several targets (as --target) in one run, scenario by scenario, in one "
+                    "table with each figure's ratio to the first target")
+        ->excludes("--target");
+    e2e->add_option("--json", options->json, "also write the results to this JSON file");
+    e2e->add_option("--svg", options->svg, "also draw the results as a bar chart (SVG)");
     e2e->add_option("--messages", options->messages, "messages per scenario")
         ->check(CLI::Range(std::size_t{1}, std::size_t{100'000'000}))
         ->capture_default_str();
@@ -460,7 +697,10 @@ void addE2eCommand(CLI::App& app) {
                     "with --persistent: publisher threads, each waiting for its confirm")
         ->check(CLI::Range(std::size_t{1}, std::size_t{1024}))
         ->capture_default_str();
-    e2e->callback([options] { runE2e(*options); });
+    e2e->callback([options] {
+        if (!runE2e(*options))
+            std::exit(1);
+    });
 }
 
 } // namespace depot::bench

@@ -1,8 +1,9 @@
 #pragma once
 // `depot-bench e2e`: messages through a real broker over TCP. Starts depotd (found next to
-// depot-bench) on a loopback port unless --target names a broker, then runs one publisher and
-// one consumer (each a client connection with its own threads) per scenario, and a raw loopback
-// TCP transfer of the same bytes as the ceiling to compare with.
+// depot-bench) on a loopback port unless --target or --compare name brokers (depot:// or
+// amqp://, RabbitMQ), then runs each scenario (publisher and consumer connections, each with its
+// own threads) against each target in turn, and a raw loopback TCP transfer of the same bytes
+// as the ceiling to compare with.
 
 namespace CLI {
 class App;

@@ -408,6 +408,7 @@ void Bus::deadLetter(const std::string& errorQueue, Delivery& delivery, const st
     options.properties = delivery.properties();
     options.properties.expiration.reset(); // waits for an operator, however long
     options.properties.deliveryMode = core::DeliveryMode::PERSISTENT;
+    options.mandatory = true; // over amqp:// a return is how a missing queue shows
     FieldTable& headers = options.properties.headers;
     headers.set("x-error-reason", core::FieldValue(reason));
     headers.set("x-error-attempts", core::FieldValue(static_cast<std::int64_t>(attempts)));
@@ -416,7 +417,7 @@ void Bus::deadLetter(const std::string& errorQueue, Delivery& delivery, const st
     headers.set("x-original-routing-key", core::FieldValue(delivery.routingKey()));
     const Confirmation confirmation =
         connection_->publishConfirmed("", errorQueue, delivery.body(), options);
-    if (!confirmation.ack || confirmation.queues == 0)
+    if (!confirmation.ack || confirmation.returned || confirmation.queues == 0u)
         throw Error(ErrorKind::BROKER,
                     "error queue '" + errorQueue + "' refused a message: " +
                         (confirmation.reason.empty() ? "no such queue" : confirmation.reason));

@@ -1,5 +1,6 @@
 #include "client/connection.h"
 
+#include "client/amqp_connection.h"
 #include "client/dispatcher.h"
 #include "client/embedded_connection.h"
 #include "client/tcp_connection.h"
@@ -175,6 +176,8 @@ std::shared_ptr<Connection> Connection::open(std::string_view url, ConnectionOpt
         return openEmbeddedConnection(parsed, options);
     case BrokerUrl::Scheme::DEPOT:
         return openTcpConnection(parsed, options);
+    case BrokerUrl::Scheme::AMQP:
+        return openAmqpConnection(parsed, options);
     }
     throw Error(ErrorKind::INVALID_ARGUMENT, "unknown URL scheme in '" + std::string(url) + "'");
 }

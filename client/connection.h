@@ -1,7 +1,7 @@
 #pragma once
 // depot::client::Connection: what a service uses to talk to a broker. The same API over every
-// transport: `embedded:` (a broker in this process, no sockets) and `depot://...` (depotd over
-// TCP), so a test can swap one for the other.
+// transport: `embedded:` (a broker in this process, no sockets), `depot://...` (depotd over TCP)
+// and `amqp://...` (RabbitMQ), so a test can swap one for the other.
 //
 // Threads: every call is safe from any thread. Blocking calls wait for the broker's answer and
 // throw Error when it refuses. Handlers (consumers, RPC responders, events) run one at a time
@@ -36,9 +36,10 @@ struct ConnectionOptions {
     std::string clientName = "depot-client";          // shown by `depotctl list connections`
     std::chrono::milliseconds requestTimeout{10'000}; // for every blocking call
     std::chrono::milliseconds connectTimeout{5'000};
-    std::uint32_t heartbeatSeconds = 10; // depot:// only; 0 = none
-    // depot:// only: after the link breaks, reconnect with exponential backoff (100 ms doubling
-    // to maxBackoff), declare again what this connection declared, and resume its consumers.
+    std::uint32_t heartbeatSeconds = 10; // depot:// and amqp://; 0 = none
+    // depot:// and amqp://: after the link breaks, reconnect with exponential backoff (100 ms
+    // doubling to maxBackoff), declare again what this connection declared, and resume its
+    // consumers.
     bool reconnect = true;
     std::chrono::milliseconds maxBackoff{5'000};
 };
@@ -75,10 +76,11 @@ struct PublishOptions {
 
 // The broker's answer to a confirmed publish.
 struct Confirmation {
-    bool ack = true;          // false: a queue refused it (x-overflow reject-publish)
-    std::uint32_t queues = 0; // how many queues it reached
-    bool returned = false;    // mandatory and routed nowhere
-    std::string reason;       // for a nack
+    bool ack = true; // false: a queue refused it (x-overflow reject-publish)
+    // How many queues it reached; nullopt over amqp://, where the broker does not say.
+    std::optional<std::uint32_t> queues;
+    bool returned = false; // mandatory and routed nowhere
+    std::string reason;    // for a nack
 };
 
 struct ConsumeOptions {

@@ -114,13 +114,20 @@ BrokerUrl BrokerUrl::parse(std::string_view url) {
                 invalid(url, "the embedded broker's name has a space or control character");
         return result;
     }
-    if (!startsWithNoCase(url, "depot://")) {
-        if (startsWithNoCase(url, "amqp://") || startsWithNoCase(url, "amqps://"))
-            invalid(url, "amqp:// is not supported yet; use depot:// or embedded:");
-        invalid(url, "expected embedded:, embedded:NAME or depot://user:pass@host:port/vhost");
+    std::string_view rest;
+    if (startsWithNoCase(url, "depot://")) {
+        result.scheme = Scheme::DEPOT;
+        rest = url.substr(8);
+    } else if (startsWithNoCase(url, "amqp://")) {
+        result.scheme = Scheme::AMQP;
+        result.port = 5672;
+        rest = url.substr(7);
+    } else if (startsWithNoCase(url, "amqps://")) {
+        invalid(url, "amqps:// (TLS) is not supported; use amqp:// on a trusted network");
+    } else {
+        invalid(url, "expected embedded:, embedded:NAME, depot://user:pass@host:port/vhost or "
+                     "amqp://user:pass@host:port/vhost");
     }
-    result.scheme = Scheme::DEPOT;
-    std::string_view rest = url.substr(8);
     if (rest.find_first_of("?#") != std::string_view::npos)
         invalid(url, "query strings and fragments are not supported");
 
@@ -156,8 +163,8 @@ std::string BrokerUrl::redacted() const {
         return "embedded:" + name;
     const std::string hostPart =
         host.find(':') != std::string::npos ? "[" + host + "]" : host; // IPv6
-    return "depot://" + encode(username) + "@" + hostPart + ":" + std::to_string(port) + "/" +
-           encode(vhost);
+    return std::string(scheme == Scheme::AMQP ? "amqp://" : "depot://") + encode(username) + "@" +
+           hostPart + ":" + std::to_string(port) + "/" + encode(vhost);
 }
 
 } // namespace depot::client

@@ -6,6 +6,9 @@ set -euo pipefail
 
 packages=(cmake g++ clang ninja-build make git clang-format
           libasio-dev capnproto libcapnp-dev libcli11-dev libspdlog-dev doctest-dev
+          # amqp://: the client's AMQP 0-9-1 transport (rabbitmq-c), and a real RabbitMQ that
+          # the tests start on loopback (see scripts/rabbitmq-node.sh)
+          librabbitmq-dev rabbitmq-server
           # clang's ASan/UBSan runtime: only a Recommends of clang-14 on Debian 12, and we
           # install without recommends, so name it or the sanitizer build cannot link.
           libclang-rt-14-dev)
@@ -25,4 +28,15 @@ fi
 echo "depot: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# Debian's rabbitmq-server starts a system node on every interface when installed. The tests
+# start their own on loopback (scripts/rabbitmq-node.sh): tell the package not to start one
+# (policy-rc.d exit 101 = "not allowed"), unless the machine already has a policy.
+policy=/usr/sbin/policy-rc.d
+own_policy=0
+if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod +x "$policy"
+    own_policy=1
+fi
+trap '[[ $own_policy -eq 1 ]] && rm -f "$policy"' EXIT
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -246,7 +246,9 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     run->add_option("--seed", simulation.seed, "same seed, same orders and outcomes")
         ->capture_default_str();
-    run->add_option("--broker", simulation.broker, "embedded:, or depot://user:pass@host:port/")
+    run->add_option("--broker", simulation.broker,
+                    "embedded:, depot://user:pass@host:port/ (depotd) or "
+                    "amqp://user:pass@host:port/vhost (RabbitMQ)")
         ->capture_default_str();
     run->add_option("--services", only,
                     "run only these services here (the others run elsewhere); 'none' for none")
@@ -270,7 +272,8 @@ int main(int argc, char** argv) {
     for (const std::string& name : runnableServices()) {
         auto* command =
             app.add_subcommand(name, "run the " + name + " service alone, until SIGTERM");
-        command->add_option("--broker", service.broker, "the broker")->capture_default_str();
+        command->add_option("--broker", service.broker, "the broker: depot://... or amqp://...")
+            ->capture_default_str();
         command->add_option("--state-dir", service.stateDir,
                             "keep inbox and ledgers here, to survive a restart");
         command->add_option("--instance", service.instance,

@@ -371,8 +371,11 @@ int main(int argc, char** argv) {
                           << exchange << "' and routing key '" << routingKey << "'\n";
                 return 1;
             }
-            std::cout << "published (routed to " << confirmation.queues << " queue"
-                      << (confirmation.queues == 1 ? "" : "s") << ")\n";
+            if (confirmation.queues) // amqp:// does not say
+                std::cout << "published (routed to " << *confirmation.queues << " queue"
+                          << (*confirmation.queues == 1 ? "" : "s") << ")\n";
+            else
+                std::cout << "published (confirmed)\n";
         } else if (get->parsed()) {
             // Keep each message unacked until the end, so that --count takes distinct ones
             // and --requeue puts them all back where they were.

@@ -61,6 +61,23 @@ TEST_CASE("depot URLs: user, password, host, port and vhost, with percent-escape
     CHECK(v6.port == 7001);
 }
 
+TEST_CASE("amqp URLs name an AMQP 0-9-1 broker: the same parts, port 5672 by default") {
+    const BrokerUrl defaults = BrokerUrl::parse("amqp://");
+    CHECK(defaults.scheme == BrokerUrl::Scheme::AMQP);
+    CHECK(defaults.port == 5672);
+    CHECK(defaults.host == "127.0.0.1");
+    CHECK(defaults.vhost == "/");
+    const BrokerUrl url = BrokerUrl::parse("AMQP://app:s%40cret@rabbit:5673/orders");
+    CHECK(url.scheme == BrokerUrl::Scheme::AMQP);
+    CHECK(url.username == "app");
+    CHECK(url.password == "s@cret");
+    CHECK(url.host == "rabbit");
+    CHECK(url.port == 5673);
+    CHECK(url.vhost == "orders");
+    CHECK(url.redacted() == "amqp://app@rabbit:5673/orders");
+    CHECK(BrokerUrl::parse("amqp://h/").vhost == "/");
+}
+
 TEST_CASE("redacted() drops the password and parses back") {
     const BrokerUrl url = BrokerUrl::parse("depot://alice:secret@h:7000/%2Fprod");
     const std::string shown = url.redacted();
@@ -74,9 +91,9 @@ TEST_CASE("redacted() drops the password and parses back") {
 
 TEST_CASE("bad URLs are INVALID_ARGUMENT") {
     for (const char* bad :
-         {"", "embedded", "amqp://h", "http://h", "depot://h:0", "depot://h:65536", "depot://h:12x",
-          "depot://h/a/b", "depot://h/%zz", "depot://h/%2", "depot://h?heartbeat=5", "depot://@h",
-          "depot://[::1", "depot://[::1]x"}) {
+         {"", "embedded", "amqps://h", "http://h", "amqp://h:0", "depot://h:0", "depot://h:65536",
+          "depot://h:12x", "depot://h/a/b", "depot://h/%zz", "depot://h/%2",
+          "depot://h?heartbeat=5", "depot://@h", "depot://[::1", "depot://[::1]x"}) {
         CAPTURE(bad);
         CHECK(errorOf([bad] { (void)BrokerUrl::parse(bad); }) == "INVALID_ARGUMENT");
     }

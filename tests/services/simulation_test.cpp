@@ -1,5 +1,6 @@
-// `delivery run` as a library call: the whole business in one process, on an embedded broker
-// and over depot://, checked from the outside (the counts, and the outbox file read back).
+// `delivery run` as a library call: the whole business in one process, on an embedded broker,
+// over depot:// and over amqp:// (RabbitMQ), checked from the outside (the counts, and the
+// outbox file read back).
 
 #include "tests/client/test_urls.h"
 #include "tests/support/process.h"
@@ -109,6 +110,22 @@ TEST_CASE("delivery run: the same business over depot:// to a broker in another 
     depot::tests::TestServer server;
     TempDir dir;
     const SimulationResult r = simulate(server.url(), 200, 5, dir);
+    for (const auto& problem : r.problems)
+        FAIL_CHECK(problem);
+    CHECK(r.settled);
+    checkOutbox(dir, r);
+}
+
+// The scale-out path: the same services, unchanged, on RabbitMQ (the test node, a vhost of its
+// own). Nothing in services/ knows which broker it talks to.
+TEST_CASE("delivery run: the same business over amqp:// on RabbitMQ") {
+    const auto url = depot::tests::freshAmqpUrl();
+    if (!url) {
+        MESSAGE("no test RabbitMQ node (rabbitmq-server not installed when cmake ran)");
+        return;
+    }
+    TempDir dir;
+    const SimulationResult r = simulate(*url, 200, 5, dir);
     for (const auto& problem : r.problems)
         FAIL_CHECK(problem);
     CHECK(r.settled);

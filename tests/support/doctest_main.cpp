@@ -1,3 +1,3 @@
-// The one main() of every doctest binary (tests/CMakeLists.txt globs support/*.cpp into each).
+// The one main() of every doctest binary: compiled once, linked into each (tests/CMakeLists.txt).
 #define DOCTEST_CONFIG_IMPLEMENT_WITH_MAIN
 #include <doctest/doctest.h>

@@ -1,0 +1,23 @@
+# Checks a `depot-bench e2e --json` file: well-formed JSON, TARGETS targets, and every result
+# complete (each target delivered every message of every scenario). Speed is not checked.
+# cmake -DFILE=results.json -DTARGETS=2 -P check_bench_json.cmake
+file(READ "${FILE}" json)
+string(JSON targets LENGTH "${json}" targets)
+if(NOT targets EQUAL TARGETS)
+  message(FATAL_ERROR "${FILE}: ${targets} targets, expected ${TARGETS}")
+endif()
+string(JSON results LENGTH "${json}" results)
+if(results LESS TARGETS)
+  message(FATAL_ERROR "${FILE}: only ${results} results")
+endif()
+math(EXPR last "${results} - 1")
+foreach(i RANGE ${last})
+  string(JSON complete GET "${json}" results ${i} complete)
+  string(JSON scenario GET "${json}" results ${i} scenario)
+  string(JSON target GET "${json}" results ${i} target)
+  string(JSON rate GET "${json}" results ${i} per_second)
+  if(NOT complete OR NOT rate GREATER 0)
+    message(FATAL_ERROR "${FILE}: '${scenario}' on ${target} did not deliver every message")
+  endif()
+endforeach()
+message(STATUS "${FILE}: ${results} results from ${targets} targets, all complete")
