@@ -1,6 +1,7 @@
 #include "client/amqp_connection.h"
 
 #include "client/amqp_codec.h"
+#include "client/dispatcher.h"
 #include "client/topology.h"
 
 #include <amqp.h>
@@ -566,7 +567,8 @@ private:
                                             : static_cast<int>(options_.heartbeatSeconds) * 500;
                 pollfd fds[2] = {{fd, POLLIN, 0}, {wakeFd_, POLLIN, 0}};
                 (void)::poll(fds, 2, heartbeatMs);
-                drainWake();
+                if ((fds[1].revents & POLLIN) != 0)
+                    drainWake();
             }
             std::lock_guard lock(mutex_);
             pumpLocked();
@@ -593,6 +595,7 @@ private:
 
     // Takes in what has arrived, without waiting for more.
     void pumpLocked() {
+        Dispatcher::Batch batch(dispatcher()); // one wake-up for this turn's deliveries
         for (std::size_t n = 0; conn_ != nullptr && n < FRAMES_PER_TURN; ++n) {
             amqp_frame_t frame{};
             timeval zero{0, 0};

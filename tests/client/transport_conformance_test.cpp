@@ -1,7 +1,7 @@
 // The client API's behaviour, the same over every transport: each body runs once per URL in
-// forEachUrl (embedded:, depot:// to a depotd started for the test, amqp:// to RabbitMQ). AMQP 0-9-1 is the
-// reference: routing, acks, prefetch, requeue with the redelivered flag, exclusive queues,
-// mandatory returns and publisher confirms.
+// forEachUrl (embedded:, depot:// to a depotd started for the test, amqp:// to RabbitMQ). AMQP
+// 0-9-1 is the reference: routing, acks, prefetch, requeue with the redelivered flag, exclusive
+// queues, mandatory returns and publisher confirms.
 
 #include "tests/client/client_helpers.h"
 #include "tests/client/test_urls.h"
