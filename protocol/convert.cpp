@@ -77,14 +77,21 @@ void toWire(const core::FieldTable& table, capnp::List<wire::Field>::Builder fie
 
 core::Properties fromWire(wire::Properties::Reader in) {
     core::Properties p;
-    p.contentType = text(in.getContentType());
-    p.contentEncoding = text(in.getContentEncoding());
-    p.headers = fromWire(in.getHeaders());
+    // has*() is a pointer test; get*() validates the text. Most properties are unset: a
+    // publish costs a few getters, not ten (measured: capnp's getBlob was 4 % of depotd).
+    if (in.hasContentType())
+        p.contentType = text(in.getContentType());
+    if (in.hasContentEncoding())
+        p.contentEncoding = text(in.getContentEncoding());
+    if (in.hasHeaders())
+        p.headers = fromWire(in.getHeaders());
     p.deliveryMode =
         in.getPersistent() ? core::DeliveryMode::PERSISTENT : core::DeliveryMode::TRANSIENT;
     p.priority = in.getPriority();
-    p.correlationId = text(in.getCorrelationId());
-    p.replyTo = text(in.getReplyTo());
+    if (in.hasCorrelationId())
+        p.correlationId = text(in.getCorrelationId());
+    if (in.hasReplyTo())
+        p.replyTo = text(in.getReplyTo());
     switch (in.getExpiration().which()) {
     case wire::Properties::Expiration::NONE:
         break;
@@ -100,11 +107,15 @@ core::Properties fromWire(wire::Properties::Reader in) {
     default:
         throw ProtocolError(core::ErrorCode::SYNTAX_ERROR, "unknown kind of expiration");
     }
-    p.messageId = text(in.getMessageId());
+    if (in.hasMessageId())
+        p.messageId = text(in.getMessageId());
     p.timestamp = in.getTimestamp();
-    p.type = text(in.getType());
-    p.userId = text(in.getUserId());
-    p.appId = text(in.getAppId());
+    if (in.hasType())
+        p.type = text(in.getType());
+    if (in.hasUserId())
+        p.userId = text(in.getUserId());
+    if (in.hasAppId())
+        p.appId = text(in.getAppId());
     return p;
 }
 

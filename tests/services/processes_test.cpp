@@ -1,9 +1,11 @@
-// The business as separate processes against depotd, as the README runs it: each service is a
-// `delivery <service>` process and `delivery run --services none` places the orders and checks
-// the outcome. Services are killed and restarted, stopped and started, added at runtime.
+// The business as separate processes against depotd (and once against RabbitMQ), as the README
+// runs it: each service is a `delivery <service>` process and `delivery run --services none`
+// places the orders and checks the outcome. Services are killed and restarted, stopped and started,
+// added at runtime.
 
 #include "tests/client/client_helpers.h"
 #include "tests/support/process.h"
+#include "tests/support/rabbitmq.h"
 
 #include "services/outbox.h"
 #include "services/service.h"
@@ -13,6 +15,7 @@
 #include <csignal>
 #include <map>
 #include <memory>
+#include <optional>
 #include <regex>
 #include <thread>
 
@@ -25,11 +28,17 @@ namespace {
 
 const std::string DELIVERY = std::string(DEPOT_BINARY_DIR) + "/delivery";
 
-// depotd, a state dir, and the services, each its own process.
+// A broker (depotd, started here, unless `broker` names one), a state dir, and the services,
+// each its own process.
 class Business {
 public:
-    explicit Business(std::map<std::string, std::vector<std::string>> extra = {})
-        : extra_(std::move(extra)) {
+    explicit Business(std::map<std::string, std::vector<std::string>> extra = {},
+                      std::string broker = "")
+        : extra_(std::move(extra)), url_(std::move(broker)) {
+        if (url_.empty()) {
+            depotd_.emplace();
+            url_ = depotd_->url();
+        }
         for (const std::string& name : depot::delivery::serviceNames())
             start(name);
     }
@@ -41,13 +50,8 @@ public:
     }
 
     void start(const std::string& name, const std::string& instance = "") {
-        std::vector<std::string> args = {name,
-                                         "--broker",
-                                         depotd_.url(),
-                                         "--state-dir",
-                                         state_.file("state"),
-                                         "--status-interval",
-                                         "0"};
+        std::vector<std::string> args = {
+            name, "--broker", url_, "--state-dir", state_.file("state"), "--status-interval", "0"};
         if (!instance.empty())
             args.insert(args.end(), {"--instance", instance});
         const auto extra = extra_.find(instance.empty() ? name : instance);
@@ -77,12 +81,12 @@ public:
     std::unique_ptr<Process> run(std::uint64_t orders, std::uint64_t seed = 1) {
         return std::make_unique<Process>(
             DELIVERY,
-            std::vector<std::string>{"run", "--broker", depotd_.url(), "--services", "none",
-                                     "--orders", std::to_string(orders), "--seed",
-                                     std::to_string(seed), "--timeout", "90", "--no-progress"});
+            std::vector<std::string>{"run", "--broker", url_, "--services", "none", "--orders",
+                                     std::to_string(orders), "--seed", std::to_string(seed),
+                                     "--timeout", "90", "--no-progress"});
     }
 
-    std::string url() const { return depotd_.url(); }
+    std::string url() const { return url_; }
 
     std::vector<depot::delivery::Email> outbox() const {
         return depot::delivery::readOutbox(state_.file("state/notifications.outbox"));
@@ -98,9 +102,10 @@ private:
         }
     }
 
-    DepotdProcess depotd_;
+    std::optional<DepotdProcess> depotd_;
     TempDir state_;
     std::map<std::string, std::vector<std::string>> extra_;
+    std::string url_;
     std::map<std::string, std::unique_ptr<Process>> services_;
 };
 
@@ -124,6 +129,18 @@ std::uint64_t counted(const std::string& text, const std::string& pattern) {
 }
 
 } // namespace
+
+TEST_CASE("delivery processes: the same processes run unchanged on RabbitMQ (amqp://)") {
+    const auto rabbit = depot::tests::freshAmqpUrl();
+    if (!rabbit) {
+        MESSAGE("no test RabbitMQ node (rabbitmq-server not installed when cmake ran)");
+        return;
+    }
+    Business business({}, *rabbit);
+    auto run = business.run(100);
+    checkRun(*run, business.outbox());
+    CHECK(counted(run->out(), R"(orders +100 sent: (\d+) placed)") > 60);
+}
 
 TEST_CASE("delivery processes: the business runs as separate processes against depotd") {
     Business business;
