@@ -17,7 +17,6 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
-#include <variant>
 
 // rabbitmq-c is blocking and not thread-safe: one mutex guards the connection state, and every
 // call runs on the caller's thread under it (a publish is one write, no thread hop). A reader
@@ -77,8 +76,6 @@ private:
     amqp_channel_t channel_;
     std::uint64_t generation_;
 };
-
-using ConfirmOutcome = std::variant<Confirmation, Failure>;
 
 class AmqpConnection final : public Connection {
 public:
@@ -214,25 +211,29 @@ public:
 
     Confirmation publishConfirmed(std::string_view exchange, std::string_view routingKey,
                                   std::string body, const PublishOptions& options) override {
-        const amqp::EncodedProperties properties(options.properties);
-        const std::string ex(exchange), key(routingKey);
-        auto outcome = std::make_shared<std::promise<ConfirmOutcome>>();
-        auto future = outcome->get_future();
-        locked([&] {
-            const std::uint64_t seq = publishLocked(ex, key, body, options.mandatory, properties);
-            if (seq == 0)
-                throw Error(ErrorKind::CONNECTION_LOST, "not connected: " + downReason_);
-            confirms_.emplace(seq, outcome);
-            return 0;
-        });
+        auto future = publishConfirmedAsync(exchange, routingKey, std::move(body), options);
         if (future.wait_for(options_.requestTimeout) != std::future_status::ready)
             throw Error(ErrorKind::TIMEOUT,
                         "no publisher confirm from " + url_.redacted() + " in " +
                             std::to_string(options_.requestTimeout.count()) + " ms");
-        ConfirmOutcome result = future.get();
-        if (auto* failure = std::get_if<Failure>(&result))
-            throw failure->error();
-        return std::get<Confirmation>(std::move(result));
+        return future.get();
+    }
+
+    std::future<Confirmation> publishConfirmedAsync(std::string_view exchange,
+                                                    std::string_view routingKey, std::string body,
+                                                    const PublishOptions& options) override {
+        const amqp::EncodedProperties properties(options.properties);
+        const std::string ex(exchange), key(routingKey);
+        auto answer = std::make_shared<std::promise<Confirmation>>();
+        auto future = answer->get_future();
+        locked([&] {
+            const std::uint64_t seq = publishLocked(ex, key, body, options.mandatory, properties);
+            if (seq == 0)
+                throw Error(ErrorKind::CONNECTION_LOST, "not connected: " + downReason_);
+            confirms_.emplace(seq, answer);
+            return 0;
+        });
+        return future;
     }
 
     std::optional<Delivery> get(std::string_view queue, bool noAck) override {
@@ -728,15 +729,15 @@ private:
             if (!ack)
                 c.reason = "the broker nacked the message (a queue refused it: x-overflow "
                            "reject-publish, or an internal error)";
-            it->second->set_value(ConfirmOutcome(std::move(c)));
+            it->second->set_value(std::move(c));
         }
         confirms_.erase(begin, end);
         returnedBeforeAck_ = false;
     }
 
     void failConfirms(const Error& why) {
-        for (auto& [seq, outcome] : confirms_)
-            outcome->set_value(ConfirmOutcome(std::in_place_type<Failure>, why));
+        for (auto& entry : confirms_)
+            entry.second->set_exception(std::make_exception_ptr(why));
         confirms_.clear();
     }
 
@@ -894,7 +895,7 @@ private:
     std::shared_ptr<AmqpAckLink> links_[CONSUME + 1];
     std::uint64_t publishSeq_ = 0;
     bool returnedBeforeAck_ = false;
-    std::map<std::uint64_t, std::shared_ptr<std::promise<ConfirmOutcome>>> confirms_;
+    std::map<std::uint64_t, std::shared_ptr<std::promise<Confirmation>>> confirms_;
     Topology topology_;
     std::map<std::string, std::shared_ptr<ConsumerRecord>> consumers_;
     std::unordered_map<std::string, bool> cancelledNeedAck_;

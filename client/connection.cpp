@@ -182,6 +182,19 @@ std::shared_ptr<Connection> Connection::open(std::string_view url, ConnectionOpt
     throw Error(ErrorKind::INVALID_ARGUMENT, "unknown URL scheme in '" + std::string(url) + "'");
 }
 
+std::future<Confirmation> Connection::publishConfirmedAsync(std::string_view exchange,
+                                                            std::string_view routingKey,
+                                                            std::string body,
+                                                            const PublishOptions& options) {
+    std::promise<Confirmation> answered;
+    try {
+        answered.set_value(publishConfirmed(exchange, routingKey, std::move(body), options));
+    } catch (...) {
+        answered.set_exception(std::current_exception());
+    }
+    return answered.get_future();
+}
+
 Consumer Connection::consume(std::string_view queue, Handler handler,
                              const ConsumeOptions& options) {
     auto gate = std::make_shared<Gate>();

@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -166,6 +167,16 @@ public:
     // Waits for the publisher confirm: the message is in every queue it reached.
     virtual Confirmation publishConfirmed(std::string_view exchange, std::string_view routingKey,
                                           std::string body, const PublishOptions& options = {}) = 0;
+    // Publishes and returns at once; the future holds the confirm, or throws the Error that
+    // publishConfirmed would have thrown. Many may be in flight, answered in publish order:
+    // the fast way to publish persistent messages (the broker writes them to disk together).
+    // Keep a window: wait for the oldest before publishing more. The future is answered when
+    // the broker answers or the link breaks; wait_for() bounds the wait. (Over embedded:,
+    // where no disk is involved, it is answered before it returns.)
+    virtual std::future<Confirmation> publishConfirmedAsync(std::string_view exchange,
+                                                            std::string_view routingKey,
+                                                            std::string body,
+                                                            const PublishOptions& options = {});
 
     // Starts a consumer whose handler runs on the dispatcher thread.
     [[nodiscard]] Consumer consume(std::string_view queue, Handler handler,

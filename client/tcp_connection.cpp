@@ -242,21 +242,15 @@ public:
                                   std::string body, const PublishOptions& options) override {
         auto payload = std::make_shared<PublishPayload>(PublishPayload{
             std::string(exchange), std::string(routingKey), options, std::move(body)});
-        return call<Confirmation>(
-            [payload](capnp::MessageBuilder& b, wire::Frame::Builder f, const void*& external,
-                      std::shared_ptr<const void>& keepAlive) {
-                fillPublish(b, f, payload->exchange, payload->routingKey, payload->options,
-                            payload->body, payload, external, keepAlive);
-            },
-            [this](wire::Frame::Reader f) {
-                const auto c = f.getConfirm();
-                Confirmation confirmation;
-                confirmation.ack = c.getAck();
-                confirmation.queues = c.getRoutedQueues();
-                confirmation.reason = text(c.getReason());
-                confirmation.returned = returnedIds_.erase(f.getRequestId()) > 0;
-                return confirmation;
-            });
+        return call<Confirmation>(confirmedPublish(payload), confirmationOf());
+    }
+
+    std::future<Confirmation> publishConfirmedAsync(std::string_view exchange,
+                                                    std::string_view routingKey, std::string body,
+                                                    const PublishOptions& options) override {
+        auto payload = std::make_shared<PublishPayload>(PublishPayload{
+            std::string(exchange), std::string(routingKey), options, std::move(body)});
+        return start<Confirmation>(confirmedPublish(payload), confirmationOf());
     }
 
     std::optional<Delivery> get(std::string_view queue, bool noAck) override {
@@ -334,6 +328,27 @@ private:
         ConsumeOptions options;
         RawHandler handler;
     };
+
+    static Fill confirmedPublish(std::shared_ptr<const PublishPayload> payload) {
+        return [payload](capnp::MessageBuilder& b, wire::Frame::Builder f, const void*& external,
+                         std::shared_ptr<const void>& keepAlive) {
+            fillPublish(b, f, payload->exchange, payload->routingKey, payload->options,
+                        payload->body, payload, external, keepAlive);
+        };
+    }
+
+    // On the io thread, with the confirm frame.
+    std::function<Confirmation(wire::Frame::Reader)> confirmationOf() {
+        return [this](wire::Frame::Reader f) {
+            const auto c = f.getConfirm();
+            Confirmation confirmation;
+            confirmation.ack = c.getAck();
+            confirmation.queues = c.getRoutedQueues();
+            confirmation.reason = text(c.getReason());
+            confirmation.returned = returnedIds_.erase(f.getRequestId()) > 0;
+            return confirmation;
+        };
+    }
 
     // --- frame builders (pure) ---
 
@@ -504,15 +519,14 @@ private:
     template <class F> void runOnIo(F fn) { asio::post(io_, std::move(fn)); }
 
     // Sends a request on the io thread and blocks the caller until `extract` has read the answer.
-    template <class T, class Extract> T call(Fill fill, Extract extract) {
-        if (onIoThread())
-            throw Error(ErrorKind::INVALID_ARGUMENT,
-                        "blocking call on the connection's network thread");
+    // Sends a request and returns at once; the future holds extract(answer) or the Error.
+    template <class T, class Extract>
+    std::future<T> start(Fill fill, Extract extract,
+                         std::shared_ptr<std::uint64_t> id = std::make_shared<std::uint64_t>(0)) {
         if (closed_)
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
         auto promise = std::make_shared<std::promise<T>>();
         std::future<T> future = promise->get_future();
-        auto id = std::make_shared<std::uint64_t>(0);
         asio::post(io_, [this, fill = std::move(fill), extract, promise, id]() mutable {
             Callback done = [promise, extract](const wire::Frame::Reader* frame,
                                                const Error* failure) mutable {
@@ -534,6 +548,15 @@ private:
             }
             *id = request(std::move(fill), std::move(done));
         });
+        return future;
+    }
+
+    template <class T, class Extract> T call(Fill fill, Extract extract) {
+        if (onIoThread())
+            throw Error(ErrorKind::INVALID_ARGUMENT,
+                        "blocking call on the connection's network thread");
+        auto id = std::make_shared<std::uint64_t>(0);
+        std::future<T> future = start<T>(std::move(fill), std::move(extract), id);
         if (future.wait_for(options_.requestTimeout) != std::future_status::ready) {
             asio::post(io_, [this, id] { pending_.erase(*id); });
             throw Error(ErrorKind::TIMEOUT, "no answer from " + url_.redacted() + " in " +

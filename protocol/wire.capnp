@@ -269,6 +269,9 @@ struct Message {
   properties @4 :Properties;
   deaths @5 :List(Death);       # newest first; empty unless dead-lettered
   body @6 :Data;
+  storedAtMillis @7 :Int64;     # depotd's message store only (0 on the wire): when the message
+                                # was first written, Unix ms, so that a TTL keeps counting
+                                # across a restart
 }
 
 struct Deliver {

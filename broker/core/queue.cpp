@@ -54,8 +54,9 @@ bool Queue::enqueue(const MessageRef& message, TimePoint now) {
     return true;
 }
 
-void Queue::restore(const MessageRef& message, TimePoint now) {
-    fresh_.push_back(QueueEntry{message, nextSeq_++, expiryOf(*message, options_, now), true});
+void Queue::restore(const MessageRef& message, TimePoint enqueuedAt, TimePoint now) {
+    fresh_.push_back(
+        QueueEntry{message, nextSeq_++, expiryOf(*message, options_, enqueuedAt), true});
     readyBytes_ += message->body.size();
     dispatch(now);
     enforceLengthLimits(now);

@@ -57,8 +57,10 @@ public:
     // (x-overflow reject-publish while full).
     bool enqueue(const MessageRef& message, TimePoint now);
     // A message recovered from disk after a restart: appended as redelivered, without telling
-    // the journal (which is where it came from).
-    void restore(const MessageRef& message, TimePoint now);
+    // the journal (which is where it came from). Its TTL counts from `enqueuedAt`, when it was
+    // first enqueued (before the restart), as RabbitMQ's does: one that expired while the
+    // broker was down expires now.
+    void restore(const MessageRef& message, TimePoint enqueuedAt, TimePoint now);
     // Removes the ready head for basic.get, skipping (and dead-lettering) expired messages.
     std::optional<QueueEntry> takeForGet(TimePoint now, bool noAck);
     // A delivered message came back unsettled: back to its position, marked redelivered.

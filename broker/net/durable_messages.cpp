@@ -9,6 +9,8 @@
 #include <kj/exception.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 
 namespace depot::net {
@@ -20,9 +22,18 @@ using protocol::text;
 using protocol::toWire;
 using protocol::wireText;
 
+std::int64_t wallClockMillis() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+// A message's bytes in the store, stamped with the wall-clock time it was first written: the
+// time it entered its queues (a dead-lettered copy is a new message, written when it moved).
 std::string encode(const core::Message& m) {
     capnp::MallocMessageBuilder builder;
     auto w = builder.initRoot<wire::Message>();
+    w.setStoredAtMillis(wallClockMillis());
     w.setExchange(wireText(m.exchange));
     w.setRoutingKey(wireText(m.routingKey));
     toWire(m.properties, w.initProperties());
@@ -33,21 +44,40 @@ std::string encode(const core::Message& m) {
     return std::string(words.asChars().begin(), words.asChars().size());
 }
 
-// nullptr for bytes that are not a message (a record written by a newer version, say).
-core::MessageRef decode(const std::string& bytes) {
+struct Decoded {
+    core::MessageRef message;        // nullptr for bytes that are not a message (a newer version's)
+    std::int64_t storedAtMillis = 0; // 0: written before the store kept it
+};
+
+Decoded decode(const std::string& bytes) {
     if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0)
-        return nullptr;
+        return {};
     kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
     std::memcpy(words.begin(), bytes.data(), bytes.size());
     try {
         capnp::FlatArrayMessageReader reader(words.asPtr());
         const auto m = reader.getRoot<wire::Message>();
-        return std::make_shared<const core::Message>(core::Message{
-            text(m.getExchange()), text(m.getRoutingKey()), fromWire(m.getProperties()),
-            fromWire(m.getDeaths()), protocol::paddedBody(m.getBody())});
+        return Decoded{std::make_shared<const core::Message>(
+                           core::Message{text(m.getExchange()), text(m.getRoutingKey()),
+                                         fromWire(m.getProperties()), fromWire(m.getDeaths()),
+                                         protocol::paddedBody(m.getBody())}),
+                       m.getStoredAtMillis()};
     } catch (const kj::Exception&) {
-        return nullptr;
+        return {};
     }
+}
+
+// When a message stored at `storedAtMillis` entered its queue, on the broker's steady clock: as
+// long before `now` as it was written before this moment. A clock that went backwards, or a
+// record without the time, counts from now; the age is capped (a message that old has expired
+// under any TTL a queue can have).
+core::TimePoint enqueuedAt(std::int64_t storedAtMillis, core::TimePoint now) {
+    if (storedAtMillis <= 0)
+        return now;
+    constexpr std::int64_t MAX_AGE_MS = std::int64_t{400} * 24 * 3600 * 1000;
+    const std::int64_t age =
+        std::clamp<std::int64_t>(wallClockMillis() - storedAtMillis, 0, MAX_AGE_MS);
+    return now - core::Milliseconds(age);
 }
 
 } // namespace
@@ -70,7 +100,7 @@ DurableMessages::~DurableMessages() {
 }
 
 std::size_t DurableMessages::recover(core::Broker& broker, core::TimePoint now) {
-    std::unordered_map<std::uint64_t, core::MessageRef> decoded;
+    std::unordered_map<std::uint64_t, Decoded> decoded;
     std::size_t restored = 0;
     for (const auto& [name, entries] : recovered_.queues) {
         core::Queue* queue = nullptr;
@@ -84,22 +114,23 @@ std::size_t DurableMessages::recover(core::Broker& broker, core::TimePoint now) 
         }
         auto& members = byQueue_[name];
         for (const store::Recovered::Entry& entry : entries) {
-            core::MessageRef& message = decoded[entry.messageId];
-            if (!message) {
-                message = decode(recovered_.messages.at(entry.messageId));
-                if (!message) {
+            Decoded& known = decoded[entry.messageId];
+            if (!known.message) {
+                known = decode(recovered_.messages.at(entry.messageId));
+                if (!known.message) {
                     spdlog::warn("message store: message {} unreadable, dropped", entry.messageId);
                     store_->ack(name, entry.messageId);
                     continue;
                 }
             }
+            const core::MessageRef& message = known.message;
             Stored& stored = stored_[message.get()];
             stored.id = entry.messageId;
             ++stored.queues;
             members.insert(message.get());
             // Journal calls from restore (a no-ack consumer cannot exist yet, but a length
             // limit or a TTL may drop it) go to this journal: it knows the message now.
-            queue->restore(message, now);
+            queue->restore(message, enqueuedAt(known.storedAtMillis, now), now);
             ++restored;
         }
     }

@@ -332,6 +332,7 @@ std::uint64_t MessageStore::addMessage(std::string_view bytes) {
     Segment& active = *segments_.rbegin()->second;
     messages_[id] = MessageInfo{active.number, active.size - bytes.size(),
                                 static_cast<std::uint32_t>(bytes.size()), 0};
+    added_.push_back(id);
     return id; // live once enqueued (see collect)
 }
 
@@ -432,8 +433,13 @@ void MessageStore::sync() {
 }
 
 void MessageStore::collect() {
-    for (auto it = messages_.begin(); it != messages_.end();)
-        it = it->second.references == 0 ? messages_.erase(it) : std::next(it);
+    // Only a message added since the last collect can be unreferenced here (release() forgets
+    // the others when their last queue lets go): looking at those alone keeps this O(new
+    // messages), not O(backlog) per sync.
+    for (const std::uint64_t id : added_)
+        if (auto it = messages_.find(id); it != messages_.end() && it->second.references == 0)
+            messages_.erase(it);
+    added_.clear();
     while (segments_.size() > 1) {
         Segment& oldest = *segments_.begin()->second;
         if (oldest.live == 0) {

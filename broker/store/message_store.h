@@ -128,6 +128,7 @@ private:
     std::string buffer_;                                         // appended records not yet written
     std::uint64_t nextMessageId_ = 1;
     std::unordered_map<std::uint64_t, MessageInfo> messages_;
+    std::vector<std::uint64_t> added_; // ids added since the last collect()
     std::map<std::string, QueueIndex, std::less<>> queues_;
     std::uint64_t syncs_ = 0;
     std::uint64_t compactions_ = 0;

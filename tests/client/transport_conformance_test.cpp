@@ -10,6 +10,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <future>
 #include <memory>
 #include <stdexcept>
@@ -675,4 +676,35 @@ TEST_CASE("close: CLOSED reaches onEvent, later calls throw CONNECTION_LOST") {
 TEST_CASE("Connection::open rejects bad URLs before connecting") {
     CHECK(errorOf([] { (void)Connection::open("amqps://localhost"); }) == "INVALID_ARGUMENT");
     CHECK(errorOf([] { (void)Connection::open("nonsense"); }) == "INVALID_ARGUMENT");
+}
+
+TEST_CASE("publishConfirmedAsync: many confirms in flight, answered in order") {
+    forEachUrl([](const std::string& url) {
+        auto connection = Connection::open(url);
+        connection->declareQueue("bulk");
+        QueueDeclareOptions bounded;
+        bounded.arguments.set("x-max-length", std::int64_t{150});
+        bounded.arguments.set("x-overflow", std::string("reject-publish"));
+        connection->declareQueue("bounded", bounded);
+        std::vector<std::future<depot::client::Confirmation>> pending;
+        for (int i = 0; i < 200; ++i)
+            pending.push_back(connection->publishConfirmedAsync("", "bulk", std::to_string(i)));
+        for (int i = 0; i < 200; ++i)
+            pending.push_back(connection->publishConfirmedAsync("", "bounded", std::to_string(i)));
+        std::vector<bool> acks;
+        for (auto& confirmation : pending)
+            acks.push_back(confirmation.get().ack);
+        CHECK(std::count(acks.begin(), acks.begin() + 200, true) == 200);
+        // The queue takes 150; the rest are refused, each with its own nack.
+        CHECK(std::count(acks.begin() + 200, acks.end(), true) == 150);
+        CHECK(std::all_of(acks.begin() + 200, acks.begin() + 350, [](bool a) { return a; }));
+        CHECK(readyCount(*connection, "bulk") == 200);
+        auto first = connection->get("bulk", true);
+        REQUIRE(first);
+        CHECK(first->body() == "0");
+        // A refusal is the future's exception.
+        auto refused = connection->publishConfirmedAsync("no-such-exchange", "k", "x");
+        CHECK(errorOf([&] { (void)refused.get(); }) == "BROKER/NOT_FOUND");
+        CHECK(connection->publishConfirmedAsync("", "bulk", "after").get().ack);
+    });
 }

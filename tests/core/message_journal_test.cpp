@@ -94,3 +94,24 @@ TEST_CASE("journal: no-ack get, TTL, length limit and purge are outs, deletion i
                                    "out short old", "in ttl stale", "out ttl stale", "in d purged",
                                    "out d purged", "deleted short"});
 }
+
+// Recovery after a restart: a restored message's TTL counts from its original enqueue, so one
+// that expired while the broker was down goes at once, and one with time left keeps only that.
+TEST_CASE("journal: a restored message's TTL counts from its original enqueue") {
+    Fixture f;
+    declareQueue(f.channel, "ttl", queueOptions({{"x-message-ttl", std::int64_t{100}}}, true));
+    core::Queue* queue = f.vhost.queue("ttl");
+    REQUIRE(queue != nullptr);
+    auto stale = core::makeMessage("", "ttl", persistent(), "stale");
+    auto fresh = core::makeMessage("", "ttl", persistent(), "fresh");
+    const core::TimePoint restart = at(1'000);
+    queue->restore(stale, restart - core::Milliseconds(150), restart); // 50 ms past its TTL
+    queue->restore(fresh, restart - core::Milliseconds(60), restart);  // 40 ms left
+    CHECK(f.journal.take() == std::vector<std::string>{"out ttl stale"});
+    CHECK(queue->readyCount() == 1);
+    f.broker.advanceTo(restart + core::Milliseconds(39));
+    CHECK(queue->readyCount() == 1);
+    f.broker.advanceTo(restart + core::Milliseconds(40));
+    CHECK(queue->readyCount() == 0);
+    CHECK(f.journal.take() == std::vector<std::string>{"out ttl fresh"});
+}

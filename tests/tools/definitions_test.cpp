@@ -16,6 +16,7 @@
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace depot::tests;
@@ -255,4 +256,48 @@ TEST_CASE("depotd --data-dir: max length, dead-lettering and requeue after a kil
     auto only = connection->get("full", true);
     REQUIRE(only);
     CHECK(only->body() == "only");
+}
+
+// A message's TTL counts from when it was enqueued, not from the restart, as in RabbitMQ: one
+// whose TTL ran out while depotd was down is dead-lettered as soon as depotd is back, and one
+// with time left keeps only what was left.
+TEST_CASE("depotd --data-dir: a TTL keeps counting across a kill -9") {
+    TempDir data;
+    const std::string dir = data.file("depot");
+    depot::client::PublishOptions persistent;
+    persistent.properties.deliveryMode = depot::core::DeliveryMode::PERSISTENT;
+    depot::client::PublishOptions longLived = persistent;
+    longLived.properties.expiration = std::chrono::milliseconds(3'600'000);
+    {
+        DepotdProcess depotd({"--data-dir", dir});
+        auto connection = Connection::open(depotd.url());
+        QueueDeclareOptions dead;
+        dead.durable = true;
+        connection->declareQueue("expired", dead);
+        QueueDeclareOptions shortLived;
+        shortLived.durable = true;
+        shortLived.arguments.set("x-message-ttl", std::int64_t{1'500});
+        shortLived.arguments.set("x-dead-letter-exchange", std::string(""));
+        shortLived.arguments.set("x-dead-letter-routing-key", std::string("expired"));
+        connection->declareQueue("offers", shortLived);
+        CHECK(connection->publishConfirmed("", "offers", "stale", persistent).ack);
+        QueueDeclareOptions plain;
+        plain.durable = true;
+        connection->declareQueue("archive", plain);
+        CHECK(connection->publishConfirmed("", "archive", "kept", longLived).ack);
+        depotd.process().signal(SIGKILL);
+        depotd.process().wait();
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(2'000)); // past the 1.5 s TTL
+    DepotdProcess depotd({"--data-dir", dir});
+    auto connection = Connection::open(depotd.url());
+    CHECK_FALSE(connection->get("offers", true)); // expired while depotd was down
+    auto dead = connection->get("expired", true);
+    REQUIRE(dead);
+    CHECK(dead->body() == "stale");
+    REQUIRE(dead->deaths().size() == 1);
+    CHECK(dead->deaths()[0].reason == depot::core::DeathReason::EXPIRED);
+    auto kept = connection->get("archive", true); // an hour to live: still there
+    REQUIRE(kept);
+    CHECK(kept->body() == "kept");
 }
