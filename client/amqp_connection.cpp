@@ -109,6 +109,10 @@ public:
         {
             std::lock_guard lock(mutex_);
             if (conn_ != nullptr) {
+                // A broker that does not answer the close costs 2 s, not a request timeout.
+                timeval closeTimeout = toTimeval(std::min<std::chrono::milliseconds>(
+                    options_.requestTimeout, std::chrono::milliseconds(2'000)));
+                (void)amqp_set_rpc_timeout(conn_, &closeTimeout);
                 (void)amqp_connection_close(conn_, AMQP_REPLY_SUCCESS);
                 linkDownLocked("closed by the application", /*tell=*/false);
             }
