@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 #include <asio.hpp>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -16,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -66,10 +68,16 @@ public:
             throw std::runtime_error("mkdtemp failed");
         dir_ = pattern;
         const std::string portFile = dir_ + "/port";
-        std::vector<std::string> args = {
-            program,  "--listen",    "127.0.0.1:0", "--port-file",
-            portFile, "--log-level", "warn",        "--status-interval",
-            "0"};
+        // On disk, its log says how many fsyncs it did (read by stop()).
+        std::vector<std::string> args = {program,
+                                         "--listen",
+                                         "127.0.0.1:0",
+                                         "--port-file",
+                                         portFile,
+                                         "--log-level",
+                                         onDisk ? "info" : "warn",
+                                         "--status-interval",
+                                         "0"};
         if (onDisk) {
             args.push_back("--data-dir");
             args.push_back(dir_ + "/data");
@@ -80,7 +88,16 @@ public:
         for (std::string& a : args)
             argv.push_back(a.data());
         argv.push_back(nullptr);
-        if (posix_spawn(&pid_, program.c_str(), nullptr, nullptr, argv.data(), environ) != 0)
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        const std::string log = dir_ + "/depotd.log";
+        posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
+                                         0644);
+        posix_spawn_file_actions_adddup2(&actions, 1, 2);
+        const int spawned =
+            posix_spawn(&pid_, program.c_str(), &actions, nullptr, argv.data(), environ);
+        posix_spawn_file_actions_destroy(&actions);
+        if (spawned != 0)
             throw std::runtime_error("cannot start " + program);
         for (int i = 0; i < 2000; ++i) {
             std::ifstream in(portFile);
@@ -94,11 +111,28 @@ public:
         throw std::runtime_error("depotd did not start");
     }
     ~LocalDepotd() {
-        ::kill(pid_, SIGTERM);
-        ::waitpid(pid_, nullptr, 0);
+        stop();
         std::filesystem::remove_all(dir_);
     }
     const std::string& url() const { return url_; }
+
+    // Stops depotd (SIGTERM) and returns the fsyncs its message store did, from the summary it
+    // logs when it stops; nullopt in memory.
+    std::optional<std::uint64_t> stop() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGTERM);
+            ::waitpid(pid_, nullptr, 0);
+            pid_ = -1;
+        }
+        std::ifstream log(dir_ + "/depotd.log");
+        std::optional<std::uint64_t> fsyncs;
+        for (std::string line; std::getline(log, line);) {
+            const std::size_t at = line.find("message store: ");
+            if (at != std::string::npos)
+                fsyncs = std::strtoull(line.c_str() + at + 15, nullptr, 10);
+        }
+        return fsyncs;
+    }
 
 private:
     pid_t pid_ = -1;
@@ -603,6 +637,14 @@ bool runE2e(const E2eOptions& given) {
             results.back().push_back(std::move(o));
         }
     }
+    if (options.persistent) // fsyncs per second, from each local depotd's own count
+        for (std::size_t t = 0; t < targets.size(); ++t)
+            if (targets[t].local)
+                if (const auto fsyncs = targets[t].local->stop()) {
+                    Outcome& o = results[0][t];
+                    o.note += "; " + std::to_string(*fsyncs) + " fsyncs (" +
+                              formatSi(static_cast<double>(*fsyncs) / o.seconds) + "/s)";
+                }
     std::vector<RpcResult> calls;
     if (!options.persistent)
         for (const Target& target : targets) {

@@ -39,6 +39,10 @@ public:
     const ServerConfig& config() const { return config_; }
     std::vector<SessionInfo> listSessions() const;
     std::size_t sessionCount() const { return sessions_.size(); }
+    // The message store's counters; nullopt without a data dir.
+    std::optional<store::StoreStats> storeStats() const {
+        return durable_ ? std::optional<store::StoreStats>(durable_->stats()) : std::nullopt;
+    }
 
     // Called by sessions.
     void forget(std::uint64_t sessionId);
