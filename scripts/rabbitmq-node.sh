@@ -8,7 +8,7 @@
 # (default 80), so that each test can have one of its own (tests/support/rabbitmq.h hands them
 # out). `depot-bench e2e --compare local @DIR/url` benchmarks Depot against it.
 # Uses Debian's rabbitmq-server (3.10); run as root, the node runs as the rabbitmq user, as
-# Debian's own wrapper does.
+# Debian's own wrapper does, so DIR must be reachable by that user (under /tmp, not /root).
 set -euo pipefail
 
 usage() {
@@ -55,7 +55,7 @@ start)
         echo "rabbitmq-node: rabbitmq-server is not installed (apt-get install rabbitmq-server)" >&2
         exit 1
     fi
-    [[ -f "$dir/pid" ]] && "$0" stop "$dir" || true
+    [[ -f "$dir/pid" ]] && bash "$0" stop "$dir" || true
     rm -rf "$dir"
     mkdir -p "$dir"
     port=$(free_port)
@@ -79,7 +79,14 @@ log.file.level = warning
 EOF
     echo "[]." >"$dir/enabled_plugins"
     echo "$vhosts" >"$dir/vhosts"
-    [[ $(id -u) -eq 0 ]] && chown -R rabbitmq:rabbitmq "$dir"
+    if [[ $(id -u) -eq 0 ]]; then
+        chown -R rabbitmq:rabbitmq "$dir"
+        if ! runuser -u rabbitmq -- test -w "$dir"; then
+            echo "rabbitmq-node: the rabbitmq user cannot reach $dir (a parent folder is not" \
+                 "searchable, as /root is not): use a folder under /tmp" >&2
+            exit 1
+        fi
+    fi
     as_node "$bin/rabbitmq-server" -detached
     for _ in $(seq 1 600); do
         if ! port_is_free "$port"; then
@@ -91,6 +98,7 @@ EOF
     done
     echo "rabbitmq-node: the node did not open port $port in 60 s; its log:" >&2
     tail -n 30 "$dir"/log/*.log >&2 || true
+    bash "$0" stop "$dir" >/dev/null 2>&1 || true # and its port mapper, if it started
     exit 1
     ;;
 stop)
