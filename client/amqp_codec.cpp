@@ -82,7 +82,7 @@ EncodedTable::EncodedTable(const core::FieldTable& table) {
     entries_.reserve(table.size());
     for (const auto& [name, value] : table) {
         amqp_table_entry_t e{};
-        e.key = bytes(strings_.emplace_back(name));
+        e.key = bytes(name);
         if (std::holds_alternative<bool>(value)) {
             e.value.kind = AMQP_FIELD_KIND_BOOLEAN;
             e.value.value.boolean = std::get<bool>(value) ? 1 : 0;
@@ -94,7 +94,7 @@ EncodedTable::EncodedTable(const core::FieldTable& table) {
             e.value.value.f64 = std::get<double>(value);
         } else if (std::holds_alternative<std::string>(value)) {
             e.value.kind = AMQP_FIELD_KIND_UTF8;
-            e.value.value.bytes = bytes(strings_.emplace_back(std::get<std::string>(value)));
+            e.value.value.bytes = bytes(std::get<std::string>(value));
         } else {
             e.value.kind = AMQP_FIELD_KIND_VOID;
         }

@@ -2,8 +2,8 @@
 // Between the client library's values and rabbitmq-c's (the amqp:// transport): basic
 // properties, field tables, x-death, and AMQP's reply codes. Pure functions, no connection.
 //
-// rabbitmq-c's values point into memory they do not own. An Encoded* keeps every byte the
-// rabbitmq-c struct points to alive, and must outlive the call it is passed to.
+// rabbitmq-c's values point into memory they do not own. An Encoded* points into the table or
+// properties it was made from (no copy per publish): both must outlive the call it is passed to.
 
 #include "broker/core/error.h"
 #include "broker/core/field_table.h"
@@ -11,13 +11,13 @@
 
 #include <amqp.h>
 
-#include <deque>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace depot::client::amqp {
 
-inline amqp_bytes_t bytes(const std::string& s) {
+inline amqp_bytes_t bytes(std::string_view s) {
     return amqp_bytes_t{s.size(), const_cast<char*>(s.data())};
 }
 inline std::string text(amqp_bytes_t b) {
@@ -27,12 +27,12 @@ inline std::string text(amqp_bytes_t b) {
 class EncodedTable {
 public:
     explicit EncodedTable(const core::FieldTable& table);
+    explicit EncodedTable(core::FieldTable&&) = delete; // it would point into a temporary
     EncodedTable(const EncodedTable&) = delete;
     EncodedTable& operator=(const EncodedTable&) = delete;
     const amqp_table_t& table() const { return table_; }
 
 private:
-    std::deque<std::string> strings_; // stable addresses for the entries' bytes
     std::vector<amqp_table_entry_t> entries_;
     amqp_table_t table_{};
 };
@@ -40,6 +40,7 @@ private:
 class EncodedProperties {
 public:
     explicit EncodedProperties(const core::Properties& properties);
+    explicit EncodedProperties(core::Properties&&) = delete;
     EncodedProperties(const EncodedProperties&) = delete;
     EncodedProperties& operator=(const EncodedProperties&) = delete;
     const amqp_basic_properties_t* get() const { return &properties_; }

@@ -201,16 +201,15 @@ public:
         if (closed_)
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
         const amqp::EncodedProperties properties(options.properties);
-        const std::string ex(exchange), key(routingKey);
         std::unique_lock lock(mutex_);
         if (conn_ == nullptr) {
             lock.unlock();
-            notifyError(
-                Error(ErrorKind::CONNECTION_LOST,
-                      "publish to '" + ex + "' dropped: not connected to " + url_.redacted()));
+            notifyError(Error(ErrorKind::CONNECTION_LOST, "publish to '" + std::string(exchange) +
+                                                              "' dropped: not connected to " +
+                                                              url_.redacted()));
             return;
         }
-        publishLocked(ex, key, body, options.mandatory, properties);
+        publishLocked(exchange, routingKey, body, options.mandatory, properties);
     }
 
     Confirmation publishConfirmed(std::string_view exchange, std::string_view routingKey,
@@ -227,11 +226,11 @@ public:
                                                     std::string_view routingKey, std::string body,
                                                     const PublishOptions& options) override {
         const amqp::EncodedProperties properties(options.properties);
-        const std::string ex(exchange), key(routingKey);
         auto answer = std::make_shared<std::promise<Confirmation>>();
         auto future = answer->get_future();
         locked([&] {
-            const std::uint64_t seq = publishLocked(ex, key, body, options.mandatory, properties);
+            const std::uint64_t seq =
+                publishLocked(exchange, routingKey, body, options.mandatory, properties);
             if (seq == 0)
                 throw Error(ErrorKind::CONNECTION_LOST, "not connected: " + downReason_);
             confirms_.emplace(seq, answer);
@@ -448,8 +447,8 @@ private:
     }
 
     // Returns the publish's sequence number in confirm mode, 0 when it could not be sent.
-    std::uint64_t publishLocked(const std::string& exchange, const std::string& key,
-                                const std::string& body, bool mandatory,
+    std::uint64_t publishLocked(std::string_view exchange, std::string_view key,
+                                std::string_view body, bool mandatory,
                                 const amqp::EncodedProperties& properties) {
         const int status = amqp_basic_publish(conn_, PUBLISH, bytes(exchange), bytes(key),
                                               mandatory, 0, properties.get(), bytes(body));

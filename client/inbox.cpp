@@ -1,5 +1,7 @@
 #include "client/inbox.h"
 
+#include "broker/store/write_all.h"
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -9,25 +11,12 @@
 
 namespace depot::client {
 
+using store::writeAll;
+
 namespace {
 
 std::runtime_error fileError(const std::string& what, const std::filesystem::path& file) {
     return std::runtime_error("inbox " + file.string() + ": " + what + ": " + std::strerror(errno));
-}
-
-bool writeAll(int fd, const std::string& data) {
-    const char* p = data.data();
-    std::size_t left = data.size();
-    while (left > 0) {
-        const ssize_t n = ::write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        p += n;
-        left -= static_cast<std::size_t>(n);
-    }
-    return true;
 }
 
 } // namespace

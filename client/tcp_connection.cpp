@@ -518,11 +518,10 @@ private:
 
     template <class F> void runOnIo(F fn) { asio::post(io_, std::move(fn)); }
 
-    // Sends a request on the io thread and blocks the caller until `extract` has read the answer.
-    // Sends a request and returns at once; the future holds extract(answer) or the Error.
+    // Sends a request and returns at once; the future holds extract(answer) or the Error. With
+    // `id`, the request's id is stored there (for a caller that may give up waiting).
     template <class T, class Extract>
-    std::future<T> start(Fill fill, Extract extract,
-                         std::shared_ptr<std::uint64_t> id = std::make_shared<std::uint64_t>(0)) {
+    std::future<T> start(Fill fill, Extract extract, std::shared_ptr<std::uint64_t> id = nullptr) {
         if (closed_)
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
         auto promise = std::make_shared<std::promise<T>>();
@@ -546,11 +545,14 @@ private:
                 done(nullptr, &lost);
                 return;
             }
-            *id = request(std::move(fill), std::move(done));
+            const std::uint64_t sent = request(std::move(fill), std::move(done));
+            if (id)
+                *id = sent;
         });
         return future;
     }
 
+    // Sends a request on the io thread and blocks the caller until `extract` has read the answer.
     template <class T, class Extract> T call(Fill fill, Extract extract) {
         if (onIoThread())
             throw Error(ErrorKind::INVALID_ARGUMENT,

@@ -1,5 +1,7 @@
 #include "services/journal.h"
 
+#include "broker/store/write_all.h"
+
 #include <cerrno>
 #include <charconv>
 #include <cstring>
@@ -100,20 +102,11 @@ void Journal::append(const Record& record) {
     }
     line += '\n';
     const off_t before = ::lseek(fd_, 0, SEEK_CUR);
-    const char* p = line.data();
-    std::size_t left = line.size();
-    while (left > 0) {
-        const ssize_t n = ::write(fd_, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            const std::runtime_error error = fileError("cannot append to", file_);
-            if (before >= 0 && ::ftruncate(fd_, before) == 0)
-                (void)::lseek(fd_, before, SEEK_SET);
-            throw error;
-        }
-        p += n;
-        left -= static_cast<std::size_t>(n);
+    if (!store::writeAll(fd_, line)) {
+        const std::runtime_error error = fileError("cannot append to", file_);
+        if (before >= 0 && ::ftruncate(fd_, before) == 0)
+            (void)::lseek(fd_, before, SEEK_SET);
+        throw error;
     }
 }
 

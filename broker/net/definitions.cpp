@@ -1,5 +1,6 @@
 #include "broker/net/definitions.h"
 
+#include "broker/store/write_all.h"
 #include "protocol/convert.h"
 #include "protocol/definitions.capnp.h"
 
@@ -125,20 +126,11 @@ void writeAtomically(const std::filesystem::path& file, const std::string& bytes
     const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         throw fileError("cannot create", temporary);
-    const char* p = bytes.data();
-    std::size_t left = bytes.size();
-    while (left > 0) {
-        const ssize_t n = ::write(fd, p, left);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            const std::runtime_error error = fileError("cannot write", temporary);
-            ::close(fd);
-            ::unlink(temporary.c_str());
-            throw error;
-        }
-        p += n;
-        left -= static_cast<std::size_t>(n);
+    if (!store::writeAll(fd, bytes)) {
+        const std::runtime_error error = fileError("cannot write", temporary);
+        ::close(fd);
+        ::unlink(temporary.c_str());
+        throw error;
     }
     if (::fsync(fd) != 0) {
         const std::runtime_error error = fileError("cannot sync", temporary);

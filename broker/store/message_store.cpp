@@ -1,6 +1,7 @@
 #include "broker/store/message_store.h"
 
 #include "broker/store/crc32c.h"
+#include "broker/store/write_all.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -78,19 +79,6 @@ private:
     std::size_t left_;
     bool ok_ = true;
 };
-
-bool writeAll(int fd, const char* data, std::size_t size) {
-    while (size > 0) {
-        const ssize_t n = ::write(fd, data, size);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return false;
-        data += n;
-        size -= static_cast<std::size_t>(n);
-    }
-    return true;
-}
 
 std::string readFile(int fd, std::uint64_t size) {
     std::string data(size, '\0');
@@ -298,7 +286,7 @@ void MessageStore::startSegment() {
     std::string header(MAGIC, 8);
     put32(header, VERSION);
     put32(header, 0);
-    if (!writeAll(segment->fd, header.data(), header.size()) || ::fsync(segment->fd) != 0)
+    if (!writeAll(segment->fd, header) || ::fsync(segment->fd) != 0)
         throw ioError("cannot write", segment->path);
     syncDirectory(options_.directory);
     segment->size = SEGMENT_HEADER;
@@ -415,7 +403,7 @@ void MessageStore::sync() {
     Segment& active = *segments_.rbegin()->second;
     if (!buffer_.empty()) {
         const off_t before = ::lseek(active.fd, 0, SEEK_END);
-        if (!writeAll(active.fd, buffer_.data(), buffer_.size())) {
+        if (!writeAll(active.fd, buffer_)) {
             const StoreError error = ioError("cannot write", active.path);
             // Nothing half-written stays behind to be read as a torn tail, and what was
             // buffered is gone: the owner must not confirm it.

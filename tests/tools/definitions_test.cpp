@@ -54,6 +54,29 @@ bool has(const std::vector<std::string>& lines, const std::string& line) {
     return std::find(lines.begin(), lines.end(), line) != lines.end();
 }
 
+depot::client::PublishOptions persistentMessage() {
+    depot::client::PublishOptions options;
+    options.properties.deliveryMode = depot::core::DeliveryMode::PERSISTENT;
+    return options;
+}
+
+QueueDeclareOptions durableQueue(depot::core::FieldTable arguments = {}) {
+    QueueDeclareOptions options;
+    options.durable = true;
+    options.arguments = std::move(arguments);
+    return options;
+}
+
+// Dead-letters to `queue` through the default exchange.
+depot::core::FieldTable deadLettersTo(const std::string& queue) {
+    return {{"x-dead-letter-exchange", std::string("")}, {"x-dead-letter-routing-key", queue}};
+}
+
+void crash(DepotdProcess& depotd) {
+    depotd.process().signal(SIGKILL);
+    depotd.process().wait();
+}
+
 } // namespace
 
 TEST_CASE("depotd --data-dir: durable definitions survive a kill -9, the others do not") {
@@ -188,29 +211,17 @@ TEST_CASE("depotd: one depotd per data dir, and --in-memory excludes --data-dir"
 TEST_CASE("depotd --data-dir: max length, dead-lettering and requeue after a kill -9") {
     TempDir data;
     const std::string dir = data.file("depot");
-    depot::client::PublishOptions persistent;
-    persistent.properties.deliveryMode = depot::core::DeliveryMode::PERSISTENT;
-    auto crash = [](DepotdProcess& depotd) {
-        depotd.process().signal(SIGKILL);
-        depotd.process().wait();
-    };
+    const auto persistent = persistentMessage();
     {
         DepotdProcess depotd({"--data-dir", dir});
         auto connection = Connection::open(depotd.url());
-        QueueDeclareOptions dead;
-        dead.durable = true;
-        connection->declareQueue("dead", dead);
-        QueueDeclareOptions bounded;
-        bounded.durable = true;
+        connection->declareQueue("dead", durableQueue());
+        QueueDeclareOptions bounded = durableQueue(deadLettersTo("dead"));
         bounded.arguments.set("x-max-length", std::int64_t{2});
-        bounded.arguments.set("x-dead-letter-exchange", std::string(""));
-        bounded.arguments.set("x-dead-letter-routing-key", std::string("dead"));
         connection->declareQueue("bounded", bounded);
-        QueueDeclareOptions full;
-        full.durable = true;
-        full.arguments.set("x-max-length", std::int64_t{1});
-        full.arguments.set("x-overflow", std::string("reject-publish"));
-        connection->declareQueue("full", full);
+        connection->declareQueue("full",
+                                 durableQueue({{"x-max-length", std::int64_t{1}},
+                                               {"x-overflow", std::string("reject-publish")}}));
         for (const char* body : {"p1", "p2"})
             CHECK(connection->publishConfirmed("", "bounded", body, persistent).ack);
         CHECK(connection->publishConfirmed("", "full", "only", persistent).ack);
@@ -264,29 +275,20 @@ TEST_CASE("depotd --data-dir: max length, dead-lettering and requeue after a kil
 TEST_CASE("depotd --data-dir: a TTL keeps counting across a kill -9") {
     TempDir data;
     const std::string dir = data.file("depot");
-    depot::client::PublishOptions persistent;
-    persistent.properties.deliveryMode = depot::core::DeliveryMode::PERSISTENT;
-    depot::client::PublishOptions longLived = persistent;
+    const auto persistent = persistentMessage();
+    auto longLived = persistentMessage();
     longLived.properties.expiration = std::chrono::milliseconds(3'600'000);
     {
         DepotdProcess depotd({"--data-dir", dir});
         auto connection = Connection::open(depotd.url());
-        QueueDeclareOptions dead;
-        dead.durable = true;
-        connection->declareQueue("expired", dead);
-        QueueDeclareOptions shortLived;
-        shortLived.durable = true;
+        connection->declareQueue("expired", durableQueue());
+        QueueDeclareOptions shortLived = durableQueue(deadLettersTo("expired"));
         shortLived.arguments.set("x-message-ttl", std::int64_t{1'500});
-        shortLived.arguments.set("x-dead-letter-exchange", std::string(""));
-        shortLived.arguments.set("x-dead-letter-routing-key", std::string("expired"));
         connection->declareQueue("offers", shortLived);
         CHECK(connection->publishConfirmed("", "offers", "stale", persistent).ack);
-        QueueDeclareOptions plain;
-        plain.durable = true;
-        connection->declareQueue("archive", plain);
+        connection->declareQueue("archive", durableQueue());
         CHECK(connection->publishConfirmed("", "archive", "kept", longLived).ack);
-        depotd.process().signal(SIGKILL);
-        depotd.process().wait();
+        crash(depotd);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(2'000)); // past the 1.5 s TTL
     DepotdProcess depotd({"--data-dir", dir});
