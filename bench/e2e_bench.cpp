@@ -50,7 +50,8 @@ struct E2eOptions {
     std::size_t rpcCalls = 2'000;
     bool smoke = false;
     bool persistent = false; // depotd --data-dir; persistent messages, confirms, a durable queue
-    std::size_t inFlight = 1'000; // --persistent: confirms outstanding at most
+    std::size_t inFlight = 1'000;  // --persistent: confirms outstanding at most
+    std::vector<std::string> only; // --scenario: run only these (short names)
 };
 
 double secondsSince(Clock::time_point start) {
@@ -593,8 +594,10 @@ bool runE2e(const E2eOptions& given) {
         targets.push_back(openTarget(spec, options.persistent));
 
     std::vector<std::pair<std::string, Scenario>> scenarios;
+    std::vector<std::string> shortNames; // what --scenario selects by
     if (options.persistent) {
         scenarios.emplace_back("persistent, confirms, durable queue, acks", persistentConfirmed);
+        shortNames = {"persistent"};
     } else {
         scenarios.emplace_back("1 -> 1, no acks", [](const std::string& u, const E2eOptions& o) {
             return oneToOne(u, o, false);
@@ -606,6 +609,15 @@ bool runE2e(const E2eOptions& given) {
         scenarios.emplace_back("fanout to 10 queues, no acks (deliveries)", fanoutTen);
         scenarios.emplace_back("topic, 1,000 bindings to 100 queues, no acks", topicThousand);
         scenarios.emplace_back("publish, wait for each confirm", confirmed);
+        shortNames = {"1to1", "1to1-acks", "4to4", "fanout", "topic", "confirm"};
+    }
+    if (!options.only.empty()) {
+        std::vector<std::pair<std::string, Scenario>> chosen;
+        for (std::size_t i = 0; i < scenarios.size(); ++i)
+            if (std::find(options.only.begin(), options.only.end(), shortNames[i]) !=
+                options.only.end())
+                chosen.push_back(scenarios[i]);
+        scenarios = std::move(chosen);
     }
     std::cerr << options.messages << " messages of " << options.body << " bytes per scenario; "
               << "targets:";
@@ -613,7 +625,9 @@ bool runE2e(const E2eOptions& given) {
         std::cerr << " " << t.label << " (" << client::BrokerUrl::parse(t.url).redacted() << ")";
     std::cerr << "\n";
 
-    const std::size_t steps = scenarios.size() * targets.size() + targets.size() + 1;
+    const bool rpcRuns = !options.persistent && options.only.empty();
+    const std::size_t steps =
+        scenarios.size() * targets.size() + (rpcRuns ? targets.size() : 0) + 1;
     std::size_t step = 0;
     auto progress = [&](const std::string& what) {
         ++step;
@@ -646,7 +660,7 @@ bool runE2e(const E2eOptions& given) {
                               formatSi(static_cast<double>(*fsyncs) / o.seconds) + "/s)";
                 }
     std::vector<RpcResult> calls;
-    if (!options.persistent)
+    if (rpcRuns)
         for (const Target& target : targets) {
             calls.push_back(rpc(target.url, options));
             progress("rpc on " + target.label);
@@ -743,6 +757,11 @@ void addE2eCommand(CLI::App& app) {
     e2e->add_flag("--persistent", options->persistent,
                   "instead: persistent messages with confirms into a durable queue, depotd with "
                   "--data-dir (its confirms wait for the disk)");
+    e2e->add_option("--scenario", options->only,
+                    "run only these scenarios (and no RPC): 1to1, 1to1-acks, 4to4, fanout, "
+                    "topic, confirm; persistent with --persistent")
+        ->check(CLI::IsMember(
+            {"1to1", "1to1-acks", "4to4", "fanout", "topic", "confirm", "persistent"}));
     e2e->add_option("--in-flight", options->inFlight,
                     "with --persistent: confirms outstanding at most (publishConfirmedAsync)")
         ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}))

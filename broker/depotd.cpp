@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -163,6 +164,9 @@ int main(int argc, char** argv) {
         return 2;
     }
     spdlog::set_level(spdlog::level::from_str(options.logLevel));
+    // A file size limit (ulimit -f) makes a write fail with EFBIG, handled like a full disk
+    // (the disk alarm), instead of killing the broker.
+    std::signal(SIGXFSZ, SIG_IGN);
 
     asio::io_context io;
     depot::runtime::SteadyClock clock;

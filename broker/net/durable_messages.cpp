@@ -82,7 +82,9 @@ core::TimePoint enqueuedAt(std::int64_t storedAtMillis, core::TimePoint now) {
 
 } // namespace
 
-DurableMessages::DurableMessages(std::filesystem::path directory, asio::io_context& io) : io_(io) {
+DurableMessages::DurableMessages(std::filesystem::path directory, asio::io_context& io,
+                                 AlarmHandler onAlarm)
+    : io_(io), onAlarm_(std::move(onAlarm)), retry_(io) {
     store::MessageStore::Options options;
     options.directory = std::move(directory);
     store_ = store::MessageStore::open(options, recovered_);
@@ -205,17 +207,38 @@ void DurableMessages::syncNow() {
         store_->sync();
     } catch (const std::exception& e) {
         failure = e.what();
-        spdlog::error("message store: {}", failure);
     }
     auto waiting = std::move(waiting_);
     waiting_.clear();
     for (auto& done : waiting)
         done(failure.empty() ? nullptr : &failure);
+    if (failure != failing_) {
+        if (failure.empty())
+            spdlog::info("message store: writing again");
+        else
+            spdlog::error("message store: {} (publishers blocked; retrying every {} ms)", failure,
+                          RETRY_INTERVAL.count());
+        failing_ = failure;
+        if (onAlarm_)
+            onAlarm_(failing_);
+    }
+    if (!failing_.empty()) {
+        retryLater();
+        return;
+    }
     try {
         store_->collect();
     } catch (const std::exception& e) {
         spdlog::error("message store: collecting old segments: {}", e.what());
     }
+}
+
+void DurableMessages::retryLater() {
+    retry_.expires_after(RETRY_INTERVAL);
+    retry_.async_wait([this](const asio::error_code& error) {
+        if (!error && !syncPosted_)
+            syncNow();
+    });
 }
 
 } // namespace depot::net

@@ -15,6 +15,7 @@
 
 #include <asio.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <memory>
@@ -27,8 +28,14 @@ namespace depot::net {
 
 class DurableMessages final : public core::MessageJournal {
 public:
+    // Told when writes start failing (disk full, an I/O error: the reason) and when they
+    // succeed again (""). Meanwhile confirms are nacked and what was journaled stays pending,
+    // written by a retry every RETRY_INTERVAL.
+    using AlarmHandler = std::function<void(const std::string& failure)>;
+    static constexpr std::chrono::milliseconds RETRY_INTERVAL{500};
+
     // Opens (creating) the store; throws store::StoreError when it cannot.
-    DurableMessages(std::filesystem::path directory, asio::io_context& io);
+    DurableMessages(std::filesystem::path directory, asio::io_context& io, AlarmHandler onAlarm);
     // Writes what is still buffered (a clean shutdown keeps even unconfirmed publishes and the
     // last acks).
     ~DurableMessages() override;
@@ -54,8 +61,12 @@ public:
 private:
     void scheduleSync();
     void syncNow();
+    void retryLater();
 
     asio::io_context& io_;
+    AlarmHandler onAlarm_;
+    std::string failing_; // why the last sync failed; "" while writes succeed
+    asio::steady_timer retry_;
     store::Recovered recovered_; // what open found, until recover() has used it
     std::unique_ptr<store::MessageStore> store_;
     struct Stored {

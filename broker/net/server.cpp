@@ -25,7 +25,11 @@ Server::Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& e
         }
         definitions_.emplace(config_.dataDir / "definitions");
         const auto loaded = definitions_->load(runtime_.broker(), runtime_.now());
-        durable_.emplace(config_.dataDir / "messages", runtime_.context());
+        durable_.emplace(config_.dataDir / "messages", runtime_.context(),
+                         [this](const std::string& failure) {
+                             diskAlarm_ = failure;
+                             applyAlarms();
+                         });
         const std::size_t messages = durable_->recover(runtime_.broker(), runtime_.now());
         for (const std::string& name : runtime_.broker().vhostNames())
             runtime_.broker().findVhost(name)->setJournal(&*durable_);
@@ -103,14 +107,26 @@ void Server::evaluateMemory() {
         alarm_ = true;
         spdlog::warn("memory alarm: {} bytes of messages held, limit {}: blocking publishers", used,
                      limit);
-        for (auto& [id, session] : sessions_)
-            session->setPublishBlocked(true, "memory alarm: message bytes above --memory-limit");
+        applyAlarms();
     } else if (alarm_ && used < limit / 10 * 8) {
         alarm_ = false;
         spdlog::info("memory alarm cleared: {} bytes of messages held", used);
-        for (auto& [id, session] : sessions_)
-            session->setPublishBlocked(false, "");
+        applyAlarms();
     }
+}
+
+std::string Server::publishBlockReason() const {
+    if (alarm_)
+        return "memory alarm: message bytes above --memory-limit";
+    if (!diskAlarm_.empty())
+        return "disk alarm: the message store cannot write (" + diskAlarm_ + ")";
+    return "";
+}
+
+void Server::applyAlarms() {
+    const std::string reason = publishBlockReason();
+    for (auto& [id, session] : sessions_)
+        session->setPublishBlocked(!reason.empty(), reason);
 }
 
 Server::~Server() {

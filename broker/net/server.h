@@ -46,7 +46,10 @@ public:
 
     // Called by sessions.
     void forget(std::uint64_t sessionId);
-    bool memoryAlarm() const { return alarm_; }
+    // Why publishers are blocked now ("" when they are not): the memory alarm
+    // (--memory-limit) or the disk alarm (the message store cannot write), as RabbitMQ's
+    // resource alarms block every publishing connection.
+    std::string publishBlockReason() const;
     // After anything that may have changed the definitions (a declare, delete, bind, unbind,
     // cancel, or a closed connection's cleanup): with a data dir, the durable ones are written
     // before this returns, so before the client hears that its change succeeded.
@@ -71,6 +74,7 @@ private:
     void accept();
     void checkMemory(); // evaluates, then again in 50 ms
     void evaluateMemory();
+    void applyAlarms(); // blocks or unblocks every session as publishBlockReason() says
 
     runtime::BrokerRuntime& runtime_;
     ServerConfig config_;
@@ -83,7 +87,8 @@ private:
     int dataDirLock_ = -1; // held (flock) while this server uses its data dir
     std::optional<DefinitionsFile> definitions_;
     std::optional<DurableMessages> durable_;
-    bool alarm_ = false;
+    bool alarm_ = false;    // memory
+    std::string diskAlarm_; // the store's write failure, "" when none
     std::size_t publishedSinceCheck_ = 0;
 };
 

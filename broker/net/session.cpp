@@ -457,8 +457,9 @@ void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publi
     const core::TimePoint now = server_.runtime().now();
     if (!hasPublished_) {
         hasPublished_ = true;
-        if (server_.memoryAlarm()) // first publish during an alarm: block from the next read
-            setPublishBlocked(true, "memory alarm: message bytes above --memory-limit");
+        // The first publish during an alarm: blocked from the next read.
+        if (const std::string reason = server_.publishBlockReason(); !reason.empty())
+            setPublishBlocked(true, reason);
     }
     core::MessageRef message = core::makeMessage(
         text(publish.getExchange()), text(publish.getRoutingKey()),

@@ -108,8 +108,10 @@ void syncDirectory(const std::filesystem::path& directory) {
 struct MessageStore::Segment {
     std::uint32_t number = 0;
     std::filesystem::path path;
-    int fd = -1;
-    std::uint64_t size = 0;      // bytes in the file, plus those buffered for it (active only)
+    int fd = -1;                 // -1 until its first sync creates the file
+    std::uint64_t size = 0;      // bytes in the file plus those pending for it
+    std::uint64_t written = 0;   // bytes in the file (written; durable once synced)
+    std::string pending;         // records appended and not yet written
     std::uint64_t live = 0;      // live records in it (messages still referenced, enqueues)
     std::uint64_t liveBytes = 0; // their sizes
     ~Segment() {
@@ -130,6 +132,7 @@ std::unique_ptr<MessageStore> MessageStore::open(const Options& options, Recover
     std::unique_ptr<MessageStore> store(new MessageStore(options));
     store->recover(recovered);
     store->startSegment(); // appends always go to a fresh segment: a recovered tail stays read-only
+    store->createFile(*store->segments_.rbegin()->second); // fails here if the dir cannot take one
     return store;
 }
 
@@ -235,7 +238,7 @@ void MessageStore::recover(Recovered& recovered) {
             }
             at += RECORD_HEADER + length;
         }
-        segment->size = std::min<std::uint64_t>(at, data.size());
+        segment->size = segment->written = std::min<std::uint64_t>(at, data.size());
         segments_[segment->number] = std::move(segment);
     }
 
@@ -273,6 +276,8 @@ void MessageStore::recover(Recovered& recovered) {
     }
 }
 
+// In memory only: its file is created by the sync that first writes to it, so that starting a
+// segment (in the middle of a publish) never does I/O that could fail.
 void MessageStore::startSegment() {
     const std::uint32_t number = segments_.empty() ? 1 : segments_.rbegin()->first + 1;
     auto segment = std::make_unique<Segment>();
@@ -280,24 +285,34 @@ void MessageStore::startSegment() {
     char name[16];
     std::snprintf(name, sizeof name, "%08u.seg", number);
     segment->path = options_.directory / name;
-    segment->fd = ::open(segment->path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (segment->fd < 0)
-        throw ioError("cannot create", segment->path);
+    segment->size = SEGMENT_HEADER;
+    segments_[number] = std::move(segment);
+}
+
+// Creates a started segment's file with its header, durably (the directory entry too).
+void MessageStore::createFile(Segment& segment) {
+    segment.fd = ::open(segment.path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (segment.fd < 0)
+        throw ioError("cannot create", segment.path);
     std::string header(MAGIC, 8);
     put32(header, VERSION);
     put32(header, 0);
-    if (!writeAll(segment->fd, header) || ::fsync(segment->fd) != 0)
-        throw ioError("cannot write", segment->path);
+    if (!writeAll(segment.fd, header) || ::fsync(segment.fd) != 0) {
+        const StoreError error = ioError("cannot write", segment.path);
+        ::close(segment.fd); // tried again, from scratch, by the next sync
+        segment.fd = -1;
+        (void)::unlink(segment.path.c_str());
+        throw error;
+    }
     syncDirectory(options_.directory);
-    segment->size = SEGMENT_HEADER;
-    segments_[number] = std::move(segment);
+    segment.written = SEGMENT_HEADER;
 }
 
 void MessageStore::append(std::uint8_t type, const std::string& payload) {
     Segment* active = segments_.rbegin()->second.get();
     if (active->size + RECORD_HEADER + payload.size() > options_.segmentBytes &&
         active->size > SEGMENT_HEADER) {
-        sync(); // the old segment complete on disk before records go to the next
+        // The old segment's pending records are written (and synced) before the new one's.
         startSegment();
         active = segments_.rbegin()->second.get();
     }
@@ -306,9 +321,10 @@ void MessageStore::append(std::uint8_t type, const std::string& payload) {
     std::string checked(1, static_cast<char>(type));
     checked += payload;
     put32(record, crc32c(checked.data(), checked.size()));
-    buffer_ += record;
-    buffer_ += checked;
+    active->pending += record;
+    active->pending += checked;
     active->size += RECORD_HEADER + payload.size();
+    unsynced_ += RECORD_HEADER + payload.size();
 }
 
 std::uint64_t MessageStore::addMessage(std::string_view bytes) {
@@ -400,23 +416,31 @@ void MessageStore::release(std::uint64_t messageId) {
 }
 
 void MessageStore::sync() {
-    Segment& active = *segments_.rbegin()->second;
-    if (!buffer_.empty()) {
-        const off_t before = ::lseek(active.fd, 0, SEEK_END);
-        if (!writeAll(active.fd, buffer_)) {
-            const StoreError error = ioError("cannot write", active.path);
-            // Nothing half-written stays behind to be read as a torn tail, and what was
-            // buffered is gone: the owner must not confirm it.
-            if (before >= 0 && ::ftruncate(active.fd, before) == 0)
-                (void)::lseek(active.fd, before, SEEK_SET);
-            active.size = static_cast<std::uint64_t>(before);
-            buffer_.clear();
+    if (unsynced_ == 0)
+        return;
+    // Oldest first, and each synced before the next is written: after a crash, a newer
+    // segment's records never exist without the older ones'.
+    for (auto& [number, segment] : segments_) {
+        if (segment->pending.empty() && segment->fd >= 0)
+            continue;
+        if (segment->fd < 0)
+            createFile(*segment);
+        // At the end of what is known written: after a failed write, over its remains.
+        if (::lseek(segment->fd, static_cast<off_t>(segment->written), SEEK_SET) < 0 ||
+            !writeAll(segment->fd, segment->pending) || ::fdatasync(segment->fd) != 0) {
+            const StoreError error = ioError("cannot write", segment->path);
+            // Cut what was half-written (never read as a torn tail) and keep the records
+            // pending: the next sync writes them again at the same offsets, so what the index
+            // says about them stays true. The owner must not confirm them now.
+            (void)::ftruncate(segment->fd, static_cast<off_t>(segment->written));
+            ++failedSyncs_;
             throw error;
         }
-        buffer_.clear();
+        segment->written += segment->pending.size();
+        unsynced_ -= segment->pending.size();
+        segment->pending.clear();
+        segment->pending.shrink_to_fit(); // a burst's buffer is not kept for the quiet after it
     }
-    if (::fdatasync(active.fd) != 0)
-        throw ioError("cannot sync", active.path);
     ++syncs_;
 }
 
@@ -424,6 +448,8 @@ void MessageStore::collect() {
     // Only a message added since the last collect can be unreferenced here (release() forgets
     // the others when their last queue lets go): looking at those alone keeps this O(new
     // messages), not O(backlog) per sync.
+    if (unsynced_ > 0)
+        return; // writes are failing: old segments stay as they are until they succeed
     for (const std::uint64_t id : added_)
         if (auto it = messages_.find(id); it != messages_.end() && it->second.references == 0)
             messages_.erase(it);
@@ -506,6 +532,7 @@ StoreStats MessageStore::stats() const {
         s.bytesOnDisk += segment->size;
     s.liveMessages = messages_.size();
     s.syncs = syncs_;
+    s.failedSyncs = failedSyncs_;
     s.compactions = compactions_;
     return s;
 }

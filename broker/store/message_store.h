@@ -59,6 +59,7 @@ struct StoreStats {
     std::uint64_t bytesOnDisk = 0;
     std::size_t liveMessages = 0;
     std::uint64_t syncs = 0;
+    std::uint64_t failedSyncs = 0; // syncs that hit an I/O error (disk full)
     std::uint64_t compactions = 0;
 };
 
@@ -86,15 +87,16 @@ public:
     void ack(std::string_view queue, std::uint64_t messageId); // unknown pairs are ignored
     void dropQueue(std::string_view queue);
 
-    // Writes the buffer and fsyncs: what was added before is on disk when it returns. Throws
-    // StoreError on an I/O error (disk full); the store is then unchanged on disk beyond what
-    // was already synced, and the owner must not confirm what it could not sync.
+    // Writes what is pending and fsyncs: what was added before is on disk when it returns.
+    // Throws StoreError on an I/O error (disk full): nothing half-written stays on disk, the
+    // owner must not confirm what it could not sync, and what is pending stays pending, to be
+    // written by the next sync() (call it again when space may have returned).
     void sync();
     // Deletes and compacts old segments (see above). Cheap when there is nothing to do.
     void collect();
 
     StoreStats stats() const;
-    bool hasUnsynced() const { return !buffer_.empty(); }
+    bool hasUnsynced() const { return unsynced_ > 0; }
 
 private:
     struct Segment;
@@ -117,6 +119,7 @@ private:
     explicit MessageStore(Options options);
     void recover(Recovered& recovered);
     void startSegment();
+    void createFile(Segment& segment);
     void append(std::uint8_t type, const std::string& payload);
     void release(std::uint64_t messageId);
     void compactOldest();
@@ -125,12 +128,13 @@ private:
 
     Options options_;
     std::map<std::uint32_t, std::unique_ptr<Segment>> segments_; // oldest first
-    std::string buffer_;                                         // appended records not yet written
+    std::uint64_t unsynced_ = 0; // bytes pending in segments, not yet written and synced
     std::uint64_t nextMessageId_ = 1;
     std::unordered_map<std::uint64_t, MessageInfo> messages_;
     std::vector<std::uint64_t> added_; // ids added since the last collect()
     std::map<std::string, QueueIndex, std::less<>> queues_;
     std::uint64_t syncs_ = 0;
+    std::uint64_t failedSyncs_ = 0;
     std::uint64_t compactions_ = 0;
 };
 

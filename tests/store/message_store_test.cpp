@@ -9,7 +9,10 @@
 
 #include <doctest/doctest.h>
 
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -208,4 +211,86 @@ TEST_CASE("store: disk use follows the backlog: acked segments go, an old surviv
     store->sync();
     store->collect();
     CHECK(store->stats().segments == 1); // only the active one
+}
+
+namespace {
+
+// A file size limit (as `ulimit -f` sets) for the scope of one test: writes past it fail with
+// EFBIG, as they would with ENOSPC on a full disk. SIGXFSZ is ignored meanwhile, as depotd does.
+class FileSizeLimit {
+public:
+    explicit FileSizeLimit(rlim_t bytes) {
+        ::getrlimit(RLIMIT_FSIZE, &saved_);
+        previous_ = std::signal(SIGXFSZ, SIG_IGN);
+        rlimit limit = saved_;
+        limit.rlim_cur = bytes;
+        ::setrlimit(RLIMIT_FSIZE, &limit);
+    }
+    ~FileSizeLimit() { lift(); }
+    void lift() {
+        if (lifted_)
+            return;
+        lifted_ = true;
+        ::setrlimit(RLIMIT_FSIZE, &saved_);
+        std::signal(SIGXFSZ, previous_);
+    }
+
+private:
+    rlimit saved_{};
+    void (*previous_)(int) = nullptr;
+    bool lifted_ = false;
+};
+
+} // namespace
+
+TEST_CASE("store: a failed write (disk full) leaves nothing half-written and is written later") {
+    TempDir dir;
+    Recovered nothing;
+    auto store = MessageStore::open(at(dir, 4096), nothing);
+    for (int i = 1; i <= 3; ++i)
+        store->enqueue("q", store->addMessage("m" + std::to_string(i)));
+    store->sync();
+    const auto first = segmentFiles(dir).at(0);
+    const auto sizeBefore = std::filesystem::file_size(first);
+
+    const std::string body(100, 'f');
+    std::vector<std::uint64_t> failed;
+    {
+        FileSizeLimit limit(1024);
+        for (int i = 0; i < 20; ++i) {
+            failed.push_back(store->addMessage(body + std::to_string(i)));
+            store->enqueue("q", failed.back());
+        }
+        store->ack("q", 1);
+        CHECK_THROWS_AS(store->sync(), depot::store::StoreError);
+        CHECK(store->hasUnsynced());
+        CHECK(std::filesystem::file_size(first) == sizeBefore);   // the partial write was cut
+        CHECK_THROWS_AS(store->sync(), depot::store::StoreError); // still full: still pending
+        store->collect();                                         // does nothing while writes fail
+        CHECK(store->stats().failedSyncs == 2);
+    } // space is back
+
+    store->sync();
+    CHECK_FALSE(store->hasUnsynced());
+    // More segments, then everything after m3 but one message of the failed batch is
+    // consumed: compaction copies the survivor from where the retried write put it.
+    for (int i = 0; i < 100; ++i) {
+        const auto id = store->addMessage(body + "later" + std::to_string(i));
+        store->enqueue("q", id);
+        failed.push_back(id);
+    }
+    store->sync();
+    for (std::size_t i = 0; i < failed.size(); ++i)
+        if (i != 7)
+            store->ack("q", failed[i]);
+    store->sync();
+    store->collect();
+    CHECK(store->stats().compactions >= 1);
+    store.reset();
+
+    Recovered recovered;
+    store = MessageStore::open(at(dir, 4096), recovered);
+    CHECK(recovered.problems.empty());
+    const std::vector<std::string> kept = bodies(recovered, "q");
+    CHECK(kept == std::vector<std::string>{"m2", "m3", body + "7"});
 }

@@ -88,6 +88,7 @@ public:
     Process& operator=(const Process&) = delete;
 
     void signal(int sig) { ::kill(pid_, sig); }
+    pid_t pid() const { return pid_; }
 
     // The exit code (128 + signal if killed), or -1 if still running at the deadline.
     int wait(std::chrono::milliseconds timeout = std::chrono::seconds(20)) {
