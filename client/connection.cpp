@@ -6,7 +6,6 @@
 #include "client/tcp_connection.h"
 
 #include <atomic>
-#include <deque>
 #include <future>
 #include <mutex>
 #include <unordered_map>
@@ -45,7 +44,8 @@ private:
 // Deliveries received for one consumer and not yet handed to its handler.
 struct Mailbox {
     std::mutex mutex;
-    std::deque<Delivery> deliveries;
+    std::vector<Delivery> deliveries;
+    std::vector<Delivery> spare; // a drained batch's storage, for the next one to fill
     bool scheduled = false; // a drain task is posted and has not finished
 };
 
@@ -206,15 +206,18 @@ Consumer Connection::consume(std::string_view queue, Handler handler,
     // delivery. Order holds per consumer.
     auto mailbox = std::make_shared<Mailbox>();
     auto drain = [gate, userHandler, weak, mailbox] {
+        std::vector<Delivery> batch;
         for (;;) {
-            std::deque<Delivery> batch;
             {
                 std::lock_guard lock(mailbox->mutex);
+                if (batch.capacity() > mailbox->spare.capacity())
+                    mailbox->spare.swap(batch);
                 if (mailbox->deliveries.empty()) {
                     mailbox->scheduled = false;
                     return;
                 }
                 batch.swap(mailbox->deliveries);
+                mailbox->deliveries.swap(mailbox->spare);
             }
             for (Delivery& delivery : batch) {
                 std::exception_ptr failure;
@@ -240,9 +243,10 @@ Consumer Connection::consume(std::string_view queue, Handler handler,
                                                       delivery.consumerTag() +
                                                       "' threw: " + describeFailure(failure)));
             }
+            batch.clear(); // keeps its storage
         }
     };
-    RawHandler raw = [dispatcher, mailbox, drain](Delivery delivery) {
+    RawHandler raw = [dispatcher, mailbox, drain](Delivery&& delivery) {
         {
             std::lock_guard lock(mailbox->mutex);
             mailbox->deliveries.push_back(std::move(delivery));

@@ -209,7 +209,7 @@ public:
 protected:
     // A handler the transport calls on its own (I/O or broker) thread. It must not block; the
     // library's public handlers are RawHandlers that post to the dispatcher.
-    using RawHandler = std::function<void(Delivery)>;
+    using RawHandler = std::function<void(Delivery&&)>;
 
     Connection();
     // Derived destructors must stop their threads first: nothing may post after that.

@@ -77,6 +77,11 @@ void toWire(const core::FieldTable& table, capnp::List<wire::Field>::Builder fie
 
 core::Properties fromWire(wire::Properties::Reader in) {
     core::Properties p;
+    readProperties(in, p);
+    return p;
+}
+
+void readProperties(wire::Properties::Reader in, core::Properties& p) {
     // has*() is a pointer test; get*() validates the text. Most properties are unset: a
     // publish costs a few getters, not ten (measured: capnp's getBlob was 4 % of depotd).
     if (in.hasContentType())
@@ -116,7 +121,6 @@ core::Properties fromWire(wire::Properties::Reader in) {
         p.userId = text(in.getUserId());
     if (in.hasAppId())
         p.appId = text(in.getAppId());
-    return p;
 }
 
 void toWire(const core::Properties& p, wire::Properties::Builder out) {

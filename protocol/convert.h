@@ -42,6 +42,8 @@ core::FieldTable fromWire(capnp::List<wire::Field>::Reader fields);
 void toWire(const core::FieldTable& table, capnp::List<wire::Field>::Builder fields);
 
 core::Properties fromWire(wire::Properties::Reader properties);
+// The same into `out` (default-constructed): what a publish builds its message in place with.
+void readProperties(wire::Properties::Reader properties, core::Properties& out);
 void toWire(const core::Properties& properties, wire::Properties::Builder out);
 
 std::vector<core::DeathRecord> fromWire(capnp::List<wire::Death>::Reader deaths);

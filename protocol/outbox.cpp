@@ -1,6 +1,7 @@
 #include "protocol/outbox.h"
 
-#include <cstring>
+#include <cstdint>
+#include <iterator>
 
 namespace depot::protocol {
 
@@ -16,8 +17,8 @@ void Outbox::copy(Batch& batch, const void* data, std::size_t size) {
     if (size == 0)
         return;
     const std::size_t offset = batch.copied.size();
-    batch.copied.resize(offset + size);
-    std::memcpy(batch.copied.data() + offset, data, size);
+    const auto* bytes = static_cast<const std::byte*>(data);
+    batch.copied.insert(batch.copied.end(), bytes, bytes + size); // no zero-fill first
     // Adjacent copies merge into one piece: fewer ranges for the gather write.
     if (!batch.pieces.empty() && batch.pieces.back().external == nullptr &&
         batch.pieces.back().offset + batch.pieces.back().size == offset)
@@ -32,12 +33,23 @@ void Outbox::append(capnp::MessageBuilder& builder, const void* external,
     const kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments =
         builder.getSegmentsForOutput();
     // The stream framing's table: (count - 1), each size in words, padded to a whole word.
-    const std::size_t tableWords = (segments.size() + 2) / 2;
-    std::uint32_t table[2 * 512 + 2] = {};
-    table[0] = static_cast<std::uint32_t>(segments.size() - 1);
-    for (std::size_t i = 0; i < segments.size(); ++i)
+    // Nearly every frame has one segment: a small table on the stack, set entry by entry (a
+    // zeroed table sized for capnp's 512-segment limit cost 4 KiB of memset per frame).
+    const std::size_t count = segments.size();
+    const std::size_t entries = (count + 2) / 2 * 2;
+    std::uint32_t small[16];
+    std::vector<std::uint32_t> large;
+    std::uint32_t* table = small;
+    if (entries > std::size(small)) {
+        large.resize(entries);
+        table = large.data();
+    }
+    table[0] = static_cast<std::uint32_t>(count - 1);
+    for (std::size_t i = 0; i < count; ++i)
         table[i + 1] = static_cast<std::uint32_t>(segments[i].size());
-    copy(pending_, table, tableWords * sizeof(capnp::word));
+    if (count + 1 < entries)
+        table[count + 1] = 0; // the padding
+    copy(pending_, table, entries * sizeof(std::uint32_t));
 
     bool referenced = false;
     for (std::size_t i = 0; i < segments.size(); ++i) {

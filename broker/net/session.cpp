@@ -144,6 +144,7 @@ void Session::onRead(const asio::error_code& error, std::size_t bytes) {
 void Session::handleBufferedFrames() {
     std::optional<capnp::FlatArrayMessageReader> frame;
     std::string problem;
+    const core::TimePoint now = server_.runtime().now();
     while (state_ == State::AWAITING_HELLO || state_ == State::OPEN) {
         const auto status = reader_.next(frame, problem);
         if (status == protocol::FrameReader::Status::NEED_MORE)
@@ -154,7 +155,7 @@ void Session::handleBufferedFrames() {
         }
         ++framesIn_;
         try {
-            handleFrame(frame->getRoot<wire::Frame>());
+            handleFrame(frame->getRoot<wire::Frame>(), now);
         } catch (const kj::Exception& e) {
             fail(core::ErrorCode::FRAME_ERROR,
                  std::string("malformed frame: ") + e.getDescription().cStr());
@@ -164,7 +165,7 @@ void Session::handleBufferedFrames() {
     server_.runtime().rearm();
 }
 
-void Session::handleFrame(wire::Frame::Reader frame) {
+void Session::handleFrame(wire::Frame::Reader frame, core::TimePoint now) {
     const std::uint64_t requestId = frame.getRequestId();
     const wire::Frame::Which which = frame.which();
     if (state_ == State::AWAITING_HELLO) {
@@ -210,7 +211,7 @@ void Session::handleFrame(wire::Frame::Reader frame) {
         break;
     }
     try {
-        handleRequest(requestId, frame);
+        handleRequest(requestId, frame, now);
     } catch (const protocol::ProtocolError& e) {
         sendError(requestId, e.code(),
                   std::string(core::errorCodeName(e.code())) + " - " + e.what(), false);
@@ -277,8 +278,8 @@ void Session::handleHello(std::uint64_t requestId, wire::Hello::Reader hello) {
     });
 }
 
-void Session::handleRequest(std::uint64_t requestId, wire::Frame::Reader frame) {
-    const core::TimePoint now = server_.runtime().now();
+void Session::handleRequest(std::uint64_t requestId, wire::Frame::Reader frame,
+                            core::TimePoint now) {
     core::Channel& channel = *channel_;
     auto answer = [&](const core::Status& status) {
         if (status)
@@ -363,7 +364,7 @@ void Session::handleRequest(std::uint64_t requestId, wire::Frame::Reader frame) 
         return;
     }
     case wire::Frame::PUBLISH:
-        handlePublish(requestId, frame.getPublish());
+        handlePublish(requestId, frame.getPublish(), now);
         return;
     case wire::Frame::QOS:
         prefetch_ = frame.getQos().getPrefetchCount();
@@ -453,17 +454,21 @@ void Session::handleRequest(std::uint64_t requestId, wire::Frame::Reader frame) 
     }
 }
 
-void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publish) {
-    const core::TimePoint now = server_.runtime().now();
+void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publish,
+                            core::TimePoint now) {
     if (!hasPublished_) {
         hasPublished_ = true;
         // The first publish during an alarm: blocked from the next read.
         if (const std::string reason = server_.publishBlockReason(); !reason.empty())
             setPublishBlocked(true, reason);
     }
-    core::MessageRef message = core::makeMessage(
-        text(publish.getExchange()), text(publish.getRoutingKey()),
-        fromWire(publish.getProperties()), protocol::paddedBody(publish.getBody()));
+    // Built where it will live: no temporary Message to move eleven strings out of.
+    auto built = std::make_shared<core::Message>();
+    built->exchange = view(publish.getExchange());
+    built->routingKey = view(publish.getRoutingKey());
+    protocol::readProperties(publish.getProperties(), built->properties);
+    built->body = protocol::paddedBody(publish.getBody());
+    core::MessageRef message = std::move(built);
     auto result = channel_->publish(message, publish.getMandatory(), now);
     server_.notePublished(message->body.size());
     if (!result) {

@@ -66,10 +66,12 @@ private:
     void readMore();
     void onRead(const asio::error_code& error, std::size_t bytes);
     void handleBufferedFrames();
-    void handleFrame(wire::Frame::Reader frame);
+    // `now`: read once per batch of frames (one clock read for many publishes).
+    void handleFrame(wire::Frame::Reader frame, core::TimePoint now);
     void handleHello(std::uint64_t requestId, wire::Hello::Reader hello);
-    void handleRequest(std::uint64_t requestId, wire::Frame::Reader frame);
-    void handlePublish(std::uint64_t requestId, wire::Publish::Reader publish);
+    void handleRequest(std::uint64_t requestId, wire::Frame::Reader frame, core::TimePoint now);
+    void handlePublish(std::uint64_t requestId, wire::Publish::Reader publish,
+                       core::TimePoint now);
     void handleList(std::uint64_t requestId, wire::ListKind kind);
 
     // --- writing ---
