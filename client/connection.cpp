@@ -46,7 +46,7 @@ struct Mailbox {
     std::mutex mutex;
     std::vector<Delivery> deliveries;
     std::vector<Delivery> spare; // a drained batch's storage, for the next one to fill
-    bool scheduled = false; // a drain task is posted and has not finished
+    bool scheduled = false;      // a drain task is posted and has not finished
 };
 
 using ReplyOutcome = std::variant<Reply, Failure>;

@@ -70,8 +70,7 @@ private:
     void handleFrame(wire::Frame::Reader frame, core::TimePoint now);
     void handleHello(std::uint64_t requestId, wire::Hello::Reader hello);
     void handleRequest(std::uint64_t requestId, wire::Frame::Reader frame, core::TimePoint now);
-    void handlePublish(std::uint64_t requestId, wire::Publish::Reader publish,
-                       core::TimePoint now);
+    void handlePublish(std::uint64_t requestId, wire::Publish::Reader publish, core::TimePoint now);
     void handleList(std::uint64_t requestId, wire::ListKind kind);
 
     // --- writing ---
