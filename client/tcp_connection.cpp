@@ -1,5 +1,7 @@
 #include "client/tcp_connection.h"
 
+#include "client/ack_coalescer.h"
+
 #include "client/dispatcher.h"
 #include "client/topology.h"
 #include "protocol/convert.h"
@@ -54,7 +56,6 @@ public:
     }
 
 private:
-    template <class Fill> void post(Fill fill);
     std::mutex mutex_;
     TcpConnection* owner_;
 };
@@ -637,6 +638,7 @@ private:
         {
             std::lock_guard lock(outMutex_);
             outbox_ = protocol::Outbox();
+            acks_.reset();
             flushPosted_ = false;
         }
         lastRead_ = lastWrite_ = SteadyClock::now();
@@ -785,15 +787,86 @@ private:
             std::lock_guard lock(outMutex_);
             if (!outOpen_ && !force)
                 return false;
+            appendPendingAckLocked();
             outbox_.append(builder, external, std::move(keepAlive));
-            if (!flushPosted_ && !outbox_.writing()) {
-                flushPosted_ = true;
-                wake = true;
-            }
+            wake = wantFlushLocked();
         }
         if (wake)
             asio::post(io_, [this] { flush(); });
         return true;
+    }
+
+    enum class Settle { ACK, NACK, REJECT };
+
+    // An ack, nack or reject from the application, from any thread (through the AckLink).
+    void settle(Settle kind, std::uint64_t tag, bool multiple, bool requeue) {
+        bool wake = false;
+        {
+            std::lock_guard lock(outMutex_);
+            if (!outOpen_)
+                return;
+            if (kind == Settle::ACK && acks_.ack(tag, multiple)) {
+                wake = wantFlushLocked(); // the pending multiple ack goes with the next write
+            } else {
+                if (kind != Settle::ACK)
+                    acks_.settledOtherwise(tag, multiple);
+                appendPendingAckLocked();
+                appendSmallLocked([&](wire::Frame::Builder f) {
+                    switch (kind) {
+                    case Settle::ACK: {
+                        auto a = f.initAck();
+                        a.setDeliveryTag(tag);
+                        a.setMultiple(multiple);
+                        break;
+                    }
+                    case Settle::NACK: {
+                        auto n = f.initNack();
+                        n.setDeliveryTag(tag);
+                        n.setMultiple(multiple);
+                        n.setRequeue(requeue);
+                        break;
+                    }
+                    case Settle::REJECT: {
+                        auto r = f.initReject();
+                        r.setDeliveryTag(tag);
+                        r.setRequeue(requeue);
+                        break;
+                    }
+                    }
+                });
+                wake = wantFlushLocked();
+            }
+        }
+        if (wake)
+            asio::post(io_, [this] { flush(); });
+    }
+
+    // With outMutex_ held: whether the caller must post a flush (none posted, none writing).
+    bool wantFlushLocked() {
+        if (flushPosted_ || outbox_.writing())
+            return false;
+        flushPosted_ = true;
+        return true;
+    }
+
+    // With outMutex_ held: a small frame (an ack, nack or reject), built on the stack.
+    template <class F> void appendSmallLocked(F&& fill) {
+        capnp::word scratch[32] = {};
+        capnp::MallocMessageBuilder builder(kj::ArrayPtr<capnp::word>(scratch, 32));
+        wire::Frame::Builder frame = builder.initRoot<wire::Frame>();
+        frame.setRequestId(0);
+        fill(frame);
+        outbox_.append(builder);
+    }
+
+    // With outMutex_ held: the coalesced "ack multiple", if one is pending, into the outbox.
+    void appendPendingAckLocked() {
+        if (const std::uint64_t tag = acks_.takePending())
+            appendSmallLocked([tag](wire::Frame::Builder f) {
+                auto a = f.initAck();
+                a.setDeliveryTag(tag);
+                a.setMultiple(true);
+            });
     }
 
     void flush() {
@@ -801,7 +874,10 @@ private:
         {
             std::lock_guard lock(outMutex_);
             flushPosted_ = false;
-            if (link_ == Link::DOWN || outbox_.writing() || !outbox_.hasPending())
+            if (link_ == Link::DOWN || outbox_.writing())
+                return;
+            appendPendingAckLocked();
+            if (!outbox_.hasPending())
                 return;
             // The batch in flight is touched by nobody else until finishWrite.
             for (const auto& range : outbox_.startWrite())
@@ -816,7 +892,7 @@ private:
                 {
                     std::lock_guard lock(outMutex_);
                     outbox_.finishWrite();
-                    more = outbox_.hasPending();
+                    more = outbox_.hasPending() || acks_.hasPending();
                 }
                 room_.notify_all();
                 if (error) {
@@ -946,6 +1022,10 @@ private:
 
     Delivery toDelivery(std::string consumerTag, wire::Message::Reader m, bool needsAck) {
         const auto body = m.getBody();
+        if (needsAck) {
+            std::lock_guard lock(outMutex_);
+            acks_.delivered(m.getDeliveryTag());
+        }
         return Delivery(ackLink_, std::move(consumerTag), m.getDeliveryTag(), m.getRedelivered(),
                         text(m.getExchange()), text(m.getRoutingKey()), fromWire(m.getProperties()),
                         fromWire(m.getDeaths()),
@@ -1065,44 +1145,31 @@ private:
     std::mutex outMutex_;
     std::condition_variable room_; // a write completed, or the link went: publishers may go on
     protocol::Outbox outbox_;
+    AckCoalescer acks_; // this link's deliveries that need an ack
     bool flushPosted_ = false;
     bool outOpen_ = false; // others may append: the link is open and recovery is queued
 };
 
-// Appended from the acking thread (the dispatcher's, usually): many acks share a write.
-// detach() happens before the link's outbox is dropped, so an ack of an old link goes nowhere:
-// after a reconnect the same tags mean other messages.
-template <class Fill> void AckLink::post(Fill fill) {
-    std::lock_guard lock(mutex_);
-    if (owner_ == nullptr)
-        return;
-    (void)owner_->appendFrame(0, [&](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
-                                     std::shared_ptr<const void>&) { fill(f); });
-}
-
+// From the acking thread (the dispatcher's, usually): many acks share a write, and acks in
+// delivery order share a frame (AckCoalescer). detach() happens before the link's outbox is
+// dropped, so an ack of an old link goes nowhere: after a reconnect the same tags mean other
+// messages.
 void AckLink::ack(std::uint64_t tag, bool multiple) {
-    post([tag, multiple](wire::Frame::Builder f) {
-        auto a = f.initAck();
-        a.setDeliveryTag(tag);
-        a.setMultiple(multiple);
-    });
+    std::lock_guard lock(mutex_);
+    if (owner_ != nullptr)
+        owner_->settle(TcpConnection::Settle::ACK, tag, multiple, false);
 }
 
 void AckLink::nack(std::uint64_t tag, bool multiple, bool requeue) {
-    post([tag, multiple, requeue](wire::Frame::Builder f) {
-        auto n = f.initNack();
-        n.setDeliveryTag(tag);
-        n.setMultiple(multiple);
-        n.setRequeue(requeue);
-    });
+    std::lock_guard lock(mutex_);
+    if (owner_ != nullptr)
+        owner_->settle(TcpConnection::Settle::NACK, tag, multiple, requeue);
 }
 
 void AckLink::reject(std::uint64_t tag, bool requeue) {
-    post([tag, requeue](wire::Frame::Builder f) {
-        auto r = f.initReject();
-        r.setDeliveryTag(tag);
-        r.setRequeue(requeue);
-    });
+    std::lock_guard lock(mutex_);
+    if (owner_ != nullptr)
+        owner_->settle(TcpConnection::Settle::REJECT, tag, false, requeue);
 }
 
 } // namespace

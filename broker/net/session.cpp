@@ -121,7 +121,7 @@ void Session::readMore() {
     const std::span<std::byte> room = reader_.writable();
     reading_ = true;
     socket_.async_read_some(
-        asio::buffer(room.data(), room.size()),
+        asio::buffer(room.data(), std::min(room.size(), READ_CHUNK)),
         [self = shared_from_this()](const asio::error_code& error, std::size_t bytes) {
             self->onRead(error, bytes);
         });

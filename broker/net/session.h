@@ -119,6 +119,9 @@ private:
     // The first segment of every frame we build: zeroed, and zeroed again by each builder.
     // 8 KiB: every frame but those with large bodies fits.
     static constexpr std::size_t SCRATCH_WORDS = 1024;
+    // The most one read takes from a socket, so that a fast publisher cannot hold the loop for
+    // long while other connections (a consumer's acks) wait: fairness between connections.
+    static constexpr std::size_t READ_CHUNK = 32 * 1024;
     std::unique_ptr<capnp::word[]> scratch_ = std::make_unique<capnp::word[]>(SCRATCH_WORDS);
     bool reading_ = false;
     bool flushPosted_ = false;
