@@ -504,7 +504,7 @@ TEST_CASE("acks settle exactly what was acked, in any order, even right before a
             held[3].ack();         // out of order: m2 is still held
             held[2].reject(false); // dropped
             held[4].ack();
-            held[6].ack(); // m5 and m7 stay unacked
+            held[6].ack();   // m5 and m7 stay unacked
             worker->close(); // at once: no ack may be left behind
         }
         // m5 and m7 come back, redelivered; nothing else does.
