@@ -1,5 +1,6 @@
 #include "bench/e2e_bench.h"
 
+#include "bench/local_depotd.h"
 #include "bench/report.h"
 #include "client/connection.h"
 #include "client/url.h"
@@ -57,89 +58,6 @@ struct E2eOptions {
 double secondsSince(Clock::time_point start) {
     return std::chrono::duration<double>(Clock::now() - start).count();
 }
-
-// depotd on 127.0.0.1 with a kernel-chosen port, stopped (SIGTERM) when this goes away.
-class LocalDepotd {
-public:
-    explicit LocalDepotd(bool onDisk) {
-        const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe");
-        const std::string program = (self.parent_path() / "depotd").string();
-        char pattern[] = "/tmp/depot-bench-XXXXXX";
-        if (::mkdtemp(pattern) == nullptr)
-            throw std::runtime_error("mkdtemp failed");
-        dir_ = pattern;
-        const std::string portFile = dir_ + "/port";
-        // On disk, its log says how many fsyncs it did (read by stop()).
-        std::vector<std::string> args = {program,
-                                         "--listen",
-                                         "127.0.0.1:0",
-                                         "--port-file",
-                                         portFile,
-                                         "--log-level",
-                                         onDisk ? "info" : "warn",
-                                         "--status-interval",
-                                         "0"};
-        if (onDisk) {
-            args.push_back("--data-dir");
-            args.push_back(dir_ + "/data");
-        } else {
-            args.push_back("--in-memory");
-        }
-        std::vector<char*> argv;
-        for (std::string& a : args)
-            argv.push_back(a.data());
-        argv.push_back(nullptr);
-        posix_spawn_file_actions_t actions;
-        posix_spawn_file_actions_init(&actions);
-        const std::string log = dir_ + "/depotd.log";
-        posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                         0644);
-        posix_spawn_file_actions_adddup2(&actions, 1, 2);
-        const int spawned =
-            posix_spawn(&pid_, program.c_str(), &actions, nullptr, argv.data(), environ);
-        posix_spawn_file_actions_destroy(&actions);
-        if (spawned != 0)
-            throw std::runtime_error("cannot start " + program);
-        for (int i = 0; i < 2000; ++i) {
-            std::ifstream in(portFile);
-            unsigned port = 0;
-            if (in >> port) {
-                url_ = "depot://guest:guest@127.0.0.1:" + std::to_string(port) + "/";
-                return;
-            }
-            std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        }
-        throw std::runtime_error("depotd did not start");
-    }
-    ~LocalDepotd() {
-        stop();
-        std::filesystem::remove_all(dir_);
-    }
-    const std::string& url() const { return url_; }
-
-    // Stops depotd (SIGTERM) and returns the fsyncs its message store did, from the summary it
-    // logs when it stops; nullopt in memory.
-    std::optional<std::uint64_t> stop() {
-        if (pid_ > 0) {
-            ::kill(pid_, SIGTERM);
-            ::waitpid(pid_, nullptr, 0);
-            pid_ = -1;
-        }
-        std::ifstream log(dir_ + "/depotd.log");
-        std::optional<std::uint64_t> fsyncs;
-        for (std::string line; std::getline(log, line);) {
-            const std::size_t at = line.find("message store: ");
-            if (at != std::string::npos)
-                fsyncs = std::strtoull(line.c_str() + at + 15, nullptr, 10);
-        }
-        return fsyncs;
-    }
-
-private:
-    pid_t pid_ = -1;
-    std::string dir_;
-    std::string url_;
-};
 
 struct Outcome {
     std::string scenario;

@@ -101,6 +101,20 @@ struct Connection::State {
         waiting->set_value(ReplyOutcome(Reply{reply.properties(), reply.body()}));
     }
 
+    // Fails the request waiting under `correlationId` (its publish was refused), if any.
+    void failRequest(const std::string& correlationId, const Error& error) {
+        std::shared_ptr<std::promise<ReplyOutcome>> waiting;
+        {
+            std::lock_guard lock(pendingMutex);
+            auto it = pending.find(correlationId);
+            if (it == pending.end())
+                return;
+            waiting = std::move(it->second);
+            pending.erase(it);
+        }
+        waiting->set_value(ReplyOutcome(std::in_place_index<1>, error));
+    }
+
     bool forgetRequest(const std::string& correlationId) {
         std::lock_guard lock(pendingMutex);
         return pending.erase(correlationId) == 1;
@@ -310,14 +324,21 @@ Reply Connection::request(std::string_view exchange, std::string_view routingKey
     publishOptions.properties.replyTo = replyTo;
     publishOptions.properties.correlationId = correlationId;
     try {
-        // Confirmed, so that a request the broker refuses fails now rather than at the timeout.
-        const Confirmation confirmation =
-            publishConfirmed(exchange, routingKey, std::move(body), publishOptions);
-        if (!confirmation.ack)
-            throw Error(ErrorKind::BROKER,
-                        "request to '" + std::string(routingKey) +
-                            "' refused: " + confirmation.reason,
-                        core::ErrorCode::RESOURCE_ERROR);
+        // Confirmed, so that a request the broker refuses fails now rather than at the timeout;
+        // but the caller waits for the reply alone (one wake-up, not two): a refusal fails it.
+        State* s = &state; // the transport settles its requests before the connection goes
+        publishConfirmedThen(exchange, routingKey, std::move(body), publishOptions,
+                             [s, correlationId, key = std::string(routingKey)](
+                                 const Confirmation* confirmation, const Error* failure) {
+                                 if (failure != nullptr)
+                                     s->failRequest(correlationId, *failure);
+                                 else if (!confirmation->ack)
+                                     s->failRequest(correlationId,
+                                                    Error(ErrorKind::BROKER,
+                                                          "request to '" + key +
+                                                              "' refused: " + confirmation->reason,
+                                                          core::ErrorCode::RESOURCE_ERROR));
+                             });
     } catch (...) {
         state.forgetRequest(correlationId);
         throw;
@@ -366,10 +387,23 @@ Consumer Connection::serve(std::string_view queue, Responder responder, std::uin
             }
             PublishOptions reply;
             reply.properties.correlationId = asked.correlationId;
-            self->publish("", asked.replyTo, std::move(answer), reply);
+            self->publishReply("", asked.replyTo, std::move(answer), reply);
             request.ack();
         },
         options);
+}
+
+void Connection::publishConfirmedThen(std::string_view exchange, std::string_view routingKey,
+                                      std::string body, const PublishOptions& options,
+                                      ConfirmCallback settled) {
+    Confirmation confirmation;
+    try {
+        confirmation = publishConfirmed(exchange, routingKey, std::move(body), options);
+    } catch (const Error& error) {
+        settled(nullptr, &error);
+        return;
+    }
+    settled(&confirmation, nullptr);
 }
 
 void Connection::onReturn(std::function<void(const ReturnedMessage&)> handler) {

@@ -217,6 +217,18 @@ protected:
 
     // --- what each transport implements ---
     // Starts a consumer and returns its tag; `handler` runs on the transport's thread.
+    // Publishes with a confirm and tells `settled` its outcome (the confirmation, or the
+    // failure), on the transport's thread or before returning. request() waits for the reply
+    // alone and learns of a refusal through this. By default: publishConfirmed.
+    using ConfirmCallback = std::function<void(const Confirmation*, const Error*)>;
+    virtual void publishConfirmedThen(std::string_view exchange, std::string_view routingKey,
+                                      std::string body, const PublishOptions& options,
+                                      ConfirmCallback settled);
+    // serve()'s reply: a publish, which a transport may send sooner (someone waits for it).
+    virtual void publishReply(std::string_view exchange, std::string_view routingKey,
+                              std::string body, const PublishOptions& options) {
+        publish(exchange, routingKey, std::move(body), options);
+    }
     virtual std::string startConsumer(std::string_view queue, RawHandler handler,
                                       const ConsumeOptions& options) = 0;
     virtual void cancelConsumer(const std::string& tag) = 0;

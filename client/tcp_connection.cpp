@@ -13,6 +13,9 @@
 #include <capnp/message.h>
 #include <kj/exception.h>
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -35,6 +38,9 @@ using protocol::wireText;
 using SteadyClock = std::chrono::steady_clock;
 
 constexpr std::size_t SCRATCH_WORDS = 1024;
+// An urgent write from the caller's thread takes at most this many pieces (else the io thread
+// writes them): a request or a reply is one or two.
+constexpr std::size_t MAX_INLINE_RANGES = 16;
 constexpr std::chrono::milliseconds FIRST_BACKOFF{100};
 // A publisher waits while this much is queued for the socket and not yet written: the broker
 // (or the network) sets the pace, and the client's memory stays bounded.
@@ -220,6 +226,19 @@ public:
     // thread per message, which is woken once per batch (see appendFrame).
     void publish(std::string_view exchange, std::string_view routingKey, std::string body,
                  const PublishOptions& options) override {
+        publishFrame(exchange, routingKey, std::move(body), options, /*urgent=*/false);
+    }
+
+protected:
+    // An RPC reply: someone waits for it, so it leaves at once when the socket is idle.
+    void publishReply(std::string_view exchange, std::string_view routingKey, std::string body,
+                      const PublishOptions& options) override {
+        publishFrame(exchange, routingKey, std::move(body), options, /*urgent=*/true);
+    }
+
+public:
+    void publishFrame(std::string_view exchange, std::string_view routingKey, std::string body,
+                      const PublishOptions& options, bool urgent) {
         if (closed_)
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
         waitForPublishRoom();
@@ -228,11 +247,13 @@ public:
         if (protocol::canReferenceBody(body))
             owner = std::make_shared<const std::string>(std::move(body));
         const std::string& bytes = owner ? *owner : body;
-        const bool sent =
-            appendFrame(0, [&](capnp::MessageBuilder& b, wire::Frame::Builder f,
-                               const void*& external, std::shared_ptr<const void>& keepAlive) {
+        const bool sent = appendFrame(
+            0,
+            [&](capnp::MessageBuilder& b, wire::Frame::Builder f, const void*& external,
+                std::shared_ptr<const void>& keepAlive) {
                 fillPublish(b, f, exchange, routingKey, options, bytes, owner, external, keepAlive);
-            });
+            },
+            /*force=*/false, urgent);
         if (!sent)
             notifyError(Error(ErrorKind::CONNECTION_LOST, "publish to '" + std::string(exchange) +
                                                               "' dropped: not connected to " +
@@ -254,6 +275,30 @@ public:
         return start<Confirmation>(confirmedPublish(payload), confirmationOf());
     }
 
+protected:
+    void publishConfirmedThen(std::string_view exchange, std::string_view routingKey,
+                              std::string body, const PublishOptions& options,
+                              ConfirmCallback settled) override {
+        if (closed_)
+            throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
+        auto payload = std::make_shared<PublishPayload>(PublishPayload{
+            std::string(exchange), std::string(routingKey), options, std::move(body)});
+        (void)startRequest(confirmedPublish(payload),
+                           [settled = std::move(settled), extract = confirmationOf()](
+                               const wire::Frame::Reader* frame, const Error* failure) {
+                               if (failure != nullptr) {
+                                   settled(nullptr, failure);
+                               } else if (frame->isError()) {
+                                   const Error error = Error::broker(fromWire(frame->getError()));
+                                   settled(nullptr, &error);
+                               } else {
+                                   const Confirmation confirmation = extract(*frame);
+                                   settled(&confirmation, nullptr);
+                               }
+                           });
+    }
+
+public:
     std::optional<Delivery> get(std::string_view queue, bool noAck) override {
         std::string n(queue);
         return call<std::optional<Delivery>>(
@@ -527,30 +572,59 @@ private:
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
         auto promise = std::make_shared<std::promise<T>>();
         std::future<T> future = promise->get_future();
-        asio::post(io_, [this, fill = std::move(fill), extract, promise, id]() mutable {
-            Callback done = [promise, extract](const wire::Frame::Reader* frame,
-                                               const Error* failure) mutable {
-                try {
-                    if (failure != nullptr)
-                        throw *failure;
-                    if (frame->isError())
-                        throw Error::broker(fromWire(frame->getError()));
-                    promise->set_value(extract(*frame));
-                } catch (...) {
-                    promise->set_exception(std::current_exception());
-                }
-            };
-            if (link_ != Link::OPEN) {
-                const Error lost(ErrorKind::CONNECTION_LOST,
-                                 "not connected to " + url_.redacted() + ": " + downReason_);
-                done(nullptr, &lost);
-                return;
+        Callback done = [promise, extract](const wire::Frame::Reader* frame,
+                                           const Error* failure) mutable {
+            try {
+                if (failure != nullptr)
+                    throw *failure;
+                if (frame->isError())
+                    throw Error::broker(fromWire(frame->getError()));
+                promise->set_value(extract(*frame));
+            } catch (...) {
+                promise->set_exception(std::current_exception());
             }
-            const std::uint64_t sent = request(std::move(fill), std::move(done));
-            if (id)
-                *id = sent;
-        });
+        };
+        const std::uint64_t sent = startRequest(fill, std::move(done));
+        if (id)
+            *id = sent;
         return future;
+    }
+
+    // Registered and written from the caller's thread: when the socket is idle the frame
+    // leaves at once (appendFrame's urgent write), without waking the io thread first. Not
+    // connected: `done` is told at once. Returns the request's id.
+    std::uint64_t startRequest(const Fill& fill, Callback done) {
+        std::uint64_t sent = 0;
+        {
+            std::lock_guard lock(pendingMutex_);
+            sent = nextRequestId_++;
+            pending_.emplace(sent, std::move(done));
+        }
+        if (!appendFrame(sent, fill, /*force=*/false, /*urgent=*/!onIoThread())) {
+            // Not connected (or reconnecting): fail now, unless linkDown already did.
+            if (Callback failed = takePending(sent)) {
+                std::string reason;
+                {
+                    std::lock_guard lock(outMutex_);
+                    reason = outDownReason_;
+                }
+                const Error lost(ErrorKind::CONNECTION_LOST,
+                                 "not connected to " + url_.redacted() + ": " + reason);
+                failed(nullptr, &lost);
+            }
+        }
+        return sent;
+    }
+
+    // The callback waiting for request `id`, removed; empty if none (answered or failed).
+    Callback takePending(std::uint64_t id) {
+        std::lock_guard lock(pendingMutex_);
+        auto it = pending_.find(id);
+        if (it == pending_.end())
+            return {};
+        Callback callback = std::move(it->second);
+        pending_.erase(it);
+        return callback;
     }
 
     // Sends a request on the io thread and blocks the caller until `extract` has read the answer.
@@ -561,7 +635,7 @@ private:
         auto id = std::make_shared<std::uint64_t>(0);
         std::future<T> future = start<T>(std::move(fill), std::move(extract), id);
         if (future.wait_for(options_.requestTimeout) != std::future_status::ready) {
-            asio::post(io_, [this, id] { pending_.erase(*id); });
+            (void)takePending(*id);
             throw Error(ErrorKind::TIMEOUT, "no answer from " + url_.redacted() + " in " +
                                                 std::to_string(options_.requestTimeout.count()) +
                                                 " ms");
@@ -638,6 +712,7 @@ private:
         {
             std::lock_guard lock(outMutex_);
             outbox_ = protocol::Outbox();
+            ++outEpoch_;
             acks_.reset();
             flushPosted_ = false;
         }
@@ -749,8 +824,12 @@ private:
             callback(nullptr, &lost);
             return 0;
         }
-        const std::uint64_t id = nextRequestId_++;
-        pending_.emplace(id, std::move(callback));
+        std::uint64_t id = 0;
+        {
+            std::lock_guard lock(pendingMutex_);
+            id = nextRequestId_++;
+            pending_.emplace(id, std::move(callback));
+        }
         sendFrame(id, fill);
         return id;
     }
@@ -771,7 +850,8 @@ private:
     // completes), so frames from a busy publisher or consumer go out in batches, many per
     // system call. Other threads may append only while the link is open (`outOpen_`); returns
     // false when the frame was dropped for that reason.
-    template <class F> bool appendFrame(std::uint64_t requestId, F&& fill, bool force = false) {
+    template <class F>
+    bool appendFrame(std::uint64_t requestId, F&& fill, bool force = false, bool urgent = false) {
         thread_local const std::unique_ptr<capnp::word[]> scratch =
             std::make_unique<capnp::word[]>(SCRATCH_WORDS);
         const void* external = nullptr;
@@ -789,11 +869,66 @@ private:
                 return false;
             appendPendingAckLocked();
             outbox_.append(builder, external, std::move(keepAlive));
-            wake = wantFlushLocked();
+            if (urgent && outOpen_ && !flushPosted_ && !outbox_.writing())
+                writeNowLocked();
+            else
+                wake = wantFlushLocked();
         }
         if (wake)
             asio::post(io_, [this] { flush(); });
         return true;
+    }
+
+    // With outMutex_ held, the link open and nothing being written: writes what is pending
+    // with one non-blocking sendmsg from the calling thread, sparing the round trip's sender
+    // the wake-up of the io thread (requests and replies: RPC, confirms). What the socket does
+    // not take at once (or an error) is left to the io thread, which finishes the write.
+    void writeNowLocked() {
+        const auto& ranges = outbox_.startWrite();
+        std::vector<asio::const_buffer> buffers;
+        buffers.reserve(ranges.size());
+        for (const auto& range : ranges)
+            buffers.emplace_back(range.data(), range.size());
+        std::size_t written = 0;
+        if (ranges.size() <= MAX_INLINE_RANGES) {
+            iovec parts[MAX_INLINE_RANGES];
+            std::size_t total = 0;
+            for (std::size_t i = 0; i < ranges.size(); ++i) {
+                parts[i].iov_base = const_cast<std::byte*>(ranges[i].data());
+                parts[i].iov_len = ranges[i].size();
+                total += ranges[i].size();
+            }
+            msghdr message{};
+            message.msg_iov = parts;
+            message.msg_iovlen = ranges.size();
+            const ssize_t n =
+                ::sendmsg(socket_.native_handle(), &message, MSG_DONTWAIT | MSG_NOSIGNAL);
+            if (n > 0)
+                written = static_cast<std::size_t>(n);
+            if (written == total) {
+                outbox_.finishWrite();
+                room_.notify_all();
+                return;
+            }
+        }
+        // The rest, by the io thread (it also sees an error there and takes the link down).
+        std::vector<asio::const_buffer> rest;
+        for (const asio::const_buffer& b : buffers) {
+            if (written >= b.size()) {
+                written -= b.size();
+                continue;
+            }
+            rest.push_back(b + written);
+            written = 0;
+        }
+        asio::post(io_, [this, epoch = outEpoch_, rest = std::move(rest)] {
+            {
+                std::lock_guard lock(outMutex_);
+                if (epoch != outEpoch_)
+                    return; // that outbox is gone with its link
+            }
+            writeAsync(rest);
+        });
     }
 
     enum class Settle { ACK, NACK, REJECT };
@@ -883,6 +1018,11 @@ private:
             for (const auto& range : outbox_.startWrite())
                 buffers.emplace_back(range.data(), range.size());
         }
+        writeAsync(buffers);
+    }
+
+    // On the io thread: writes the batch in flight; when done, the next one.
+    void writeAsync(const std::vector<asio::const_buffer>& buffers) {
         asio::async_write(
             socket_, buffers,
             [this, generation = generation_](const asio::error_code& error, std::size_t) {
@@ -1003,10 +1143,7 @@ private:
             break;
         }
         if (requestId != 0) {
-            auto it = pending_.find(requestId);
-            if (it != pending_.end()) {
-                Callback callback = std::move(it->second);
-                pending_.erase(it);
+            if (Callback callback = takePending(requestId)) {
                 callback(&frame, nullptr);
                 return;
             }
@@ -1041,24 +1178,31 @@ private:
         ++generation_;
         downReason_ = closingByBroker_.empty() ? why : closingByBroker_ + " (" + why + ")";
         closingByBroker_.clear();
-        asio::error_code ignored;
-        socket_.close(ignored);
-        timer_.cancel();
         if (ackLink_) {
             ackLink_->detach();
             ackLink_.reset();
         }
         {
+            // Closed under the lock: another thread's urgent write uses the socket only while
+            // it holds the lock and the link is open.
             std::lock_guard lock(outMutex_);
             outOpen_ = false;
+            outDownReason_ = downReason_;
             outbox_ = protocol::Outbox();
+            ++outEpoch_;
             flushPosted_ = false;
+            asio::error_code ignored;
+            socket_.close(ignored);
         }
+        timer_.cancel();
         room_.notify_all();
         returnedIds_.clear();
         cancelledNeedAck_.clear();
-        auto pending = std::move(pending_);
-        pending_.clear();
+        std::unordered_map<std::uint64_t, Callback> pending;
+        {
+            std::lock_guard lock(pendingMutex_);
+            pending.swap(pending_);
+        }
         const Error lost(ErrorKind::CONNECTION_LOST, "connection lost: " + downReason_);
         for (auto& [id, callback] : pending)
             callback(nullptr, &lost);
@@ -1129,6 +1273,7 @@ private:
     std::chrono::milliseconds backoff_{FIRST_BACKOFF};
     std::shared_ptr<std::promise<void>> connectPromise_;
     std::shared_ptr<AckLink> ackLink_;
+    std::mutex pendingMutex_; // requests are registered from any thread (start)
     std::uint64_t nextRequestId_ = 1;
     std::unordered_map<std::uint64_t, Callback> pending_;
     std::set<std::uint64_t> returnedIds_;
@@ -1145,7 +1290,9 @@ private:
     std::mutex outMutex_;
     std::condition_variable room_; // a write completed, or the link went: publishers may go on
     protocol::Outbox outbox_;
-    AckCoalescer acks_; // this link's deliveries that need an ack
+    AckCoalescer acks_;          // this link's deliveries that need an ack
+    std::uint64_t outEpoch_ = 0; // bumped when the outbox is replaced (a link comes or goes)
+    std::string outDownReason_;  // why the link went down, for other threads' errors
     bool flushPosted_ = false;
     bool outOpen_ = false; // others may append: the link is open and recovery is queued
 };
