@@ -56,6 +56,9 @@ struct Message {
     Properties properties;
     std::vector<DeathRecord> deaths; // x-death, newest first; empty for a fresh message
     std::string body;
+    // The MessageJournal's own handle for this message (depotd's store id; 0: none). Not part
+    // of the message: bookkeeping that rides along, so the journal needs no map to find it.
+    mutable std::uint64_t journalHandle = 0;
 };
 
 // The one alias to change if reference counting ever shows in a profile (see STYLE.md, 15).

@@ -114,7 +114,6 @@ std::size_t DurableMessages::recover(core::Broker& broker, core::TimePoint now) 
             store_->dropQueue(name);
             continue;
         }
-        auto& members = byQueue_[name];
         for (const store::Recovered::Entry& entry : entries) {
             Decoded& known = decoded[entry.messageId];
             if (!known.message) {
@@ -126,10 +125,7 @@ std::size_t DurableMessages::recover(core::Broker& broker, core::TimePoint now) 
                 }
             }
             const core::MessageRef& message = known.message;
-            Stored& stored = stored_[message.get()];
-            stored.id = entry.messageId;
-            ++stored.queues;
-            members.insert(message.get());
+            message->journalHandle = entry.messageId;
             // Journal calls from restore (a no-ack consumer cannot exist yet, but a length
             // limit or a TTL may drop it) go to this journal: it knows the message now.
             queue->restore(message, enqueuedAt(known.storedAtMillis, now), now);
@@ -145,40 +141,24 @@ std::size_t DurableMessages::recover(core::Broker& broker, core::TimePoint now) 
     return restored;
 }
 
+// The store's id for a message rides on the message (journalHandle): no map from messages to
+// ids, and the store's own per-queue index says which queue holds what.
 void DurableMessages::enqueued(const core::Queue& queue, const core::MessageRef& message) {
-    auto [it, first] = stored_.try_emplace(message.get());
-    if (first)
-        it->second.id = store_->addMessage(encode(*message));
-    if (!byQueue_[queue.name()].insert(message.get()).second)
-        return; // already there (cannot happen: one routing puts it in a queue once)
-    ++it->second.queues;
-    store_->enqueue(queue.name(), it->second.id);
+    if (message->journalHandle == 0 || !store_->enqueue(queue.name(), message->journalHandle)) {
+        message->journalHandle = store_->addMessage(encode(*message));
+        (void)store_->enqueue(queue.name(), message->journalHandle);
+    }
     scheduleSync();
 }
 
 void DurableMessages::removed(const core::Queue& queue, const core::MessageRef& message) {
-    auto members = byQueue_.find(queue.name());
-    if (members == byQueue_.end() || members->second.erase(message.get()) == 0)
-        return;
-    auto it = stored_.find(message.get());
-    if (it == stored_.end())
-        return;
-    store_->ack(queue.name(), it->second.id);
-    if (--it->second.queues == 0)
-        stored_.erase(it);
-    scheduleSync();
+    if (message->journalHandle == 0)
+        return; // never written: a transient message, or one of a queue that is not durable
+    if (store_->ack(queue.name(), message->journalHandle))
+        scheduleSync();
 }
 
 void DurableMessages::queueDeleted(const core::Queue& queue) {
-    auto members = byQueue_.find(queue.name());
-    if (members != byQueue_.end()) {
-        for (const core::Message* message : members->second) {
-            auto it = stored_.find(message);
-            if (it != stored_.end() && --it->second.queues == 0)
-                stored_.erase(it);
-        }
-        byQueue_.erase(members);
-    }
     store_->dropQueue(queue.name());
     scheduleSync();
 }

@@ -21,7 +21,6 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 namespace depot::net {
@@ -69,14 +68,6 @@ private:
     asio::steady_timer retry_;
     store::Recovered recovered_; // what open found, until recover() has used it
     std::unique_ptr<store::MessageStore> store_;
-    struct Stored {
-        std::uint64_t id = 0;
-        std::uint32_t queues = 0; // durable queues holding it
-    };
-    // By address: an entry lives while some durable queue holds the message (and with it the
-    // Message object), so an address is never reused while it is here.
-    std::unordered_map<const core::Message*, Stored> stored_;
-    std::unordered_map<std::string, std::unordered_set<const core::Message*>> byQueue_;
     bool syncPosted_ = false;
     std::vector<std::function<void(const std::string*)>> waiting_;
 };

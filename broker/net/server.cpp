@@ -30,9 +30,11 @@ Server::Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& e
                              diskAlarm_ = failure;
                              applyAlarms();
                          });
-        const std::size_t messages = durable_->recover(runtime_.broker(), runtime_.now());
+        // The journal first: what a length limit or a TTL takes while messages are restored,
+        // and the dead letters that makes, are written like any other.
         for (const std::string& name : runtime_.broker().vhostNames())
             runtime_.broker().findVhost(name)->setJournal(&*durable_);
+        const std::size_t messages = durable_->recover(runtime_.broker(), runtime_.now());
         runtime_.rearm();
         spdlog::info("data dir {}: {} durable exchanges, {} queues, {} bindings, {} persistent "
                      "messages recovered",

@@ -340,10 +340,10 @@ std::uint64_t MessageStore::addMessage(std::string_view bytes) {
     return id; // live once enqueued (see collect)
 }
 
-void MessageStore::enqueue(std::string_view queue, std::uint64_t messageId) {
+bool MessageStore::enqueue(std::string_view queue, std::uint64_t messageId) {
     auto message = messages_.find(messageId);
     if (message == messages_.end())
-        return;
+        return false;
     auto q = queues_.find(queue);
     if (q == queues_.end())
         q = queues_.emplace(std::string(queue), QueueIndex{}).first;
@@ -364,15 +364,16 @@ void MessageStore::enqueue(std::string_view queue, std::uint64_t messageId) {
         ++home.live;
         home.liveBytes += RECORD_HEADER + 8 + message->second.size;
     }
+    return true;
 }
 
-void MessageStore::ack(std::string_view queue, std::uint64_t messageId) {
+bool MessageStore::ack(std::string_view queue, std::uint64_t messageId) {
     auto q = queues_.find(queue);
     if (q == queues_.end())
-        return;
+        return false;
     auto s = q->second.sequenceOf.find(messageId);
     if (s == q->second.sequenceOf.end())
-        return;
+        return false;
     std::string payload;
     put64(payload, messageId);
     putName(payload, queue);
@@ -385,6 +386,7 @@ void MessageStore::ack(std::string_view queue, std::uint64_t messageId) {
     segment.liveBytes -=
         std::min<std::uint64_t>(segment.liveBytes, RECORD_HEADER + 18 + queue.size());
     release(messageId);
+    return true;
 }
 
 void MessageStore::dropQueue(std::string_view queue) {

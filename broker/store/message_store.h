@@ -83,8 +83,10 @@ public:
     // A message is live while a queue holds it: enqueue it before the next collect(), which
     // forgets messages no queue holds.
     std::uint64_t addMessage(std::string_view bytes); // returns the message's id
-    void enqueue(std::string_view queue, std::uint64_t messageId);
-    void ack(std::string_view queue, std::uint64_t messageId); // unknown pairs are ignored
+    // False (nothing written) when the store no longer has the message: add it again.
+    bool enqueue(std::string_view queue, std::uint64_t messageId);
+    // False (nothing written) for a pair the store does not hold: ignored.
+    bool ack(std::string_view queue, std::uint64_t messageId);
     void dropQueue(std::string_view queue);
 
     // Writes what is pending and fsyncs: what was added before is on disk when it returns.

@@ -302,4 +302,17 @@ TEST_CASE("depotd --data-dir: a TTL keeps counting across a kill -9") {
     auto kept = connection->get("archive", true); // an hour to live: still there
     REQUIRE(kept);
     CHECK(kept->body() == "kept");
+
+    // What expiry took during recovery, and the dead letter it made, were written like any
+    // other change: after another crash the expired message does not come back to be
+    // dead-lettered a second time. (A confirmed publish first: everything before it is on disk.)
+    CHECK(connection->publishConfirmed("", "archive", "marker", persistent).ack);
+    crash(depotd);
+    DepotdProcess again({"--data-dir", dir});
+    auto after = Connection::open(again.url());
+    CHECK_FALSE(after->get("offers", true));
+    CHECK_FALSE(after->get("expired", true));
+    auto marker = after->get("archive", true);
+    REQUIRE(marker);
+    CHECK(marker->body() == "marker");
 }
