@@ -499,6 +499,13 @@ std::vector<QueueInfo> Vhost::listQueues() const {
     return out;
 }
 
+bool Vhost::consumersBehind(std::uint64_t backlog) const {
+    for (const auto& [name, q] : queues_)
+        if (q->consumerCount() > 0 && q->readyCount() > backlog)
+            return true;
+    return false;
+}
+
 std::vector<BindingInfo> Vhost::listBindings() const {
     std::vector<BindingInfo> out;
     for (const auto& [name, x] : exchanges_) {

@@ -11,7 +11,7 @@ namespace depot::net {
 Server::Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& endpoint,
                ServerConfig config)
     : runtime_(runtime), config_(std::move(config)), acceptor_(runtime.context()),
-      memoryTimer_(runtime.context()) {
+      memoryTimer_(runtime.context()), flowTimer_(runtime.context()) {
     if (!config_.dataDir.empty()) {
         std::filesystem::create_directories(config_.dataDir);
         // Two brokers on one store would corrupt it: the second one refuses to start.
@@ -49,6 +49,7 @@ Server::Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& e
     accept();
     if (config_.memoryLimitBytes > 0)
         checkMemory();
+    checkFlow();
 }
 
 void Server::afterSync(std::function<void(const std::string* failure)> done) {
@@ -117,6 +118,23 @@ void Server::evaluateMemory() {
     }
 }
 
+void Server::checkFlow() {
+    // A backlog of this many ready messages in a queue with consumers counts as "behind".
+    constexpr std::uint64_t BACKLOG = 10'000;
+    constexpr std::chrono::milliseconds FLOW_INTERVAL{20};
+    bool behind = false;
+    core::Broker& broker = runtime_.broker();
+    for (const std::string& name : broker.vhostNames())
+        if (const core::Vhost* vhost = broker.findVhost(name); vhost && !behind)
+            behind = vhost->consumersBehind(BACKLOG);
+    consumersBehind_ = behind;
+    flowTimer_.expires_after(FLOW_INTERVAL);
+    flowTimer_.async_wait([this](const asio::error_code& error) {
+        if (!error && !stopped_)
+            checkFlow();
+    });
+}
+
 std::string Server::publishBlockReason() const {
     if (alarm_)
         return "memory alarm: message bytes above --memory-limit";
@@ -162,6 +180,7 @@ void Server::stop(const std::string& reason) {
     asio::error_code ignored;
     acceptor_.close(ignored);
     memoryTimer_.cancel();
+    flowTimer_.cancel();
     // shutdown() may forget() the session at once: iterate over a copy.
     auto sessions = sessions_;
     for (auto& [id, session] : sessions)

@@ -50,6 +50,10 @@ public:
     // (--memory-limit) or the disk alarm (the message store cannot write), as RabbitMQ's
     // resource alarms block every publishing connection.
     std::string publishBlockReason() const;
+    // Consumers somewhere are behind their publishers (checked every FLOW_INTERVAL): sessions
+    // that only publish read smaller bites, so that the loop turns to the consumers' acks and
+    // deliveries more often. Fairness, not a block: publishers always go on.
+    bool consumersBehind() const { return consumersBehind_; }
     // After anything that may have changed the definitions (a declare, delete, bind, unbind,
     // cancel, or a closed connection's cleanup): with a data dir, the durable ones are written
     // before this returns, so before the client hears that its change succeeded.
@@ -75,6 +79,7 @@ private:
     void checkMemory(); // evaluates, then again in 50 ms
     void evaluateMemory();
     void applyAlarms(); // blocks or unblocks every session as publishBlockReason() says
+    void checkFlow();   // evaluates consumersBehind_, then again in FLOW_INTERVAL
 
     runtime::BrokerRuntime& runtime_;
     ServerConfig config_;
@@ -84,6 +89,8 @@ private:
     std::uint64_t nextSessionId_ = 1;
     bool stopped_ = false;
     asio::steady_timer memoryTimer_;
+    asio::steady_timer flowTimer_;
+    bool consumersBehind_ = false;
     int dataDirLock_ = -1; // held (flock) while this server uses its data dir
     std::optional<DefinitionsFile> definitions_;
     std::optional<DurableMessages> durable_;

@@ -121,10 +121,16 @@ void Session::readMore() {
     const std::span<std::byte> room = reader_.writable();
     reading_ = true;
     socket_.async_read_some(
-        asio::buffer(room.data(), std::min(room.size(), READ_CHUNK)),
+        asio::buffer(room.data(), std::min(room.size(), readChunk())),
         [self = shared_from_this()](const asio::error_code& error, std::size_t bytes) {
             self->onRead(error, bytes);
         });
+}
+
+std::size_t Session::readChunk() const {
+    const bool onlyPublishes =
+        hasPublished_ && (channel_ == nullptr || channel_->consumerCount() == 0);
+    return onlyPublishes && server_.consumersBehind() ? PUBLISHER_CHUNK : READ_CHUNK;
 }
 
 void Session::onRead(const asio::error_code& error, std::size_t bytes) {

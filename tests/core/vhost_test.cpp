@@ -218,3 +218,19 @@ TEST_CASE("Vhost::publish takes a prebuilt message, and Channel::publish forward
     CHECK(first->message.get() == message.get());
     CHECK(second->message.get() == message.get());
 }
+
+TEST_CASE("consumersBehind: a backlog in a queue that has consumers, not in one without") {
+    Broker broker;
+    Vhost& vhost = broker.defaultVhost();
+    Channel& channel = vhost.openChannel();
+    declareQueue(channel, "stored"); // nobody consumes: a backlog here is storage, not lag
+    declareQueue(channel, "work");
+    publishNumbered(channel, "stored", 1, 5);
+    CHECK_FALSE(vhost.consumersBehind(3));
+
+    RecordingSink sink;
+    consume(channel, "work", sink, consumeOptions("c", 2)); // prefetch 2, never acks
+    publishNumbered(channel, "work", 1, 5);                 // 2 delivered, 3 ready
+    CHECK(vhost.consumersBehind(2));
+    CHECK_FALSE(vhost.consumersBehind(3));
+}
