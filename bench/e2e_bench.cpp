@@ -1,5 +1,6 @@
 #include "bench/e2e_bench.h"
 
+#include "bench/confirm_window.h"
 #include "bench/local_depotd.h"
 #include "bench/report.h"
 #include "client/connection.h"
@@ -295,24 +296,10 @@ Outcome persistentConfirmed(const std::string& url, const E2eOptions& options) {
             tally.add();
         },
         consume);
-    client::PublishOptions persistent;
-    persistent.properties.deliveryMode = core::DeliveryMode::PERSISTENT;
     const std::string body(options.body, 'x');
-    std::size_t nacked = 0;
-    std::deque<std::future<client::Confirmation>> pending;
-    auto settleOldest = [&] {
-        if (!pending.front().get().ack)
-            ++nacked;
-        pending.pop_front();
-    };
     const auto start = Clock::now();
-    for (std::size_t i = 0; i < options.messages; ++i) {
-        if (pending.size() >= window)
-            settleOldest();
-        pending.push_back(publisherConnection->publishConfirmedAsync("", queue, body, persistent));
-    }
-    while (!pending.empty())
-        settleOldest();
+    const std::size_t nacked =
+        publishPersistentWindowed(*publisherConnection, queue, body, options.messages, window);
     const double confirmedSeconds = secondsSince(start);
     const bool finished = tally.wait();
     const double seconds = secondsSince(start);

@@ -1,5 +1,6 @@
 #include "bench/recovery_bench.h"
 
+#include "bench/confirm_window.h"
 #include "bench/local_depotd.h"
 #include "bench/report.h"
 #include "client/connection.h"
@@ -9,10 +10,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
-#include <deque>
 #include <filesystem>
 #include <fstream>
-#include <future>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -59,8 +58,6 @@ bool runRecovery(const RecoveryOptions& given) {
     const std::string queue = "bench.recovery";
     client::QueueDeclareOptions durable;
     durable.durable = true;
-    client::PublishOptions persistent;
-    persistent.properties.deliveryMode = core::DeliveryMode::PERSISTENT;
     const std::string body(options.body, 'x');
 
     LocalDepotd first(/*onDisk=*/true);
@@ -69,20 +66,8 @@ bool runRecovery(const RecoveryOptions& given) {
     {
         auto connection = client::Connection::open(first.url());
         connection->declareQueue(queue, durable);
-        std::deque<std::future<client::Confirmation>> pending;
-        auto settleOldest = [&] {
-            if (!pending.front().get().ack)
-                ++nacked;
-            pending.pop_front();
-        };
         const auto start = Clock::now();
-        for (std::size_t i = 0; i < options.messages; ++i) {
-            if (pending.size() >= 1000)
-                settleOldest();
-            pending.push_back(connection->publishConfirmedAsync("", queue, body, persistent));
-        }
-        while (!pending.empty())
-            settleOldest();
+        nacked = publishPersistentWindowed(*connection, queue, body, options.messages, 1000);
         publishSeconds = secondsSince(start);
         connection->close();
     }
