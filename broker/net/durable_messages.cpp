@@ -90,14 +90,53 @@ DurableMessages::DurableMessages(std::filesystem::path directory, asio::io_conte
     store_ = store::MessageStore::open(options, recovered_);
     for (const std::string& problem : recovered_.problems)
         spdlog::warn("message store: {}", problem);
+    syncThread_ = std::thread([this] { syncLoop(); });
 }
 
 DurableMessages::~DurableMessages() {
+    alive_.reset(); // a completion still queued on the loop becomes a no-op: finished here
+    {
+        std::lock_guard lock(syncMutex_);
+        stopping_ = true;
+    }
+    syncWake_.notify_all();
+    syncThread_.join();
     try {
+        finishBatch(/*thenNext=*/false); // the last batch the thread wrote, if any
         if (store_->hasUnsynced())
             store_->sync();
     } catch (const std::exception& e) {
         spdlog::error("message store: at shutdown: {}", e.what());
+    }
+}
+
+// The sync thread: writes and fsyncs one batch at a time, then hands it back to the loop.
+void DurableMessages::syncLoop() {
+    for (;;) {
+        store::MessageStore::SyncBatch batch;
+        {
+            std::unique_lock lock(syncMutex_);
+            syncWake_.wait(lock, [this] { return stopping_ || job_.has_value(); });
+            if (!job_)
+                return; // stopping, nothing handed over
+            batch = std::move(*job_);
+            job_.reset();
+        }
+        std::string error;
+        try {
+            store::MessageStore::writeBatch(batch);
+        } catch (const std::exception& e) {
+            error = e.what();
+        }
+        {
+            std::lock_guard lock(syncMutex_);
+            done_ = std::move(batch);
+            doneError_ = std::move(error);
+        }
+        asio::post(io_, [alive = aliveWeak_, this] {
+            if (alive.lock())
+                finishBatch(/*thenNext=*/true);
+        });
     }
 }
 
@@ -182,14 +221,50 @@ void DurableMessages::scheduleSync() {
 
 void DurableMessages::syncNow() {
     syncPosted_ = false;
-    std::string failure;
-    try {
-        store_->sync();
-    } catch (const std::exception& e) {
-        failure = e.what();
+    if (!store_->batchInFlight())
+        startBatch();
+    // else: finishBatch starts the next one
+}
+
+// The fsync runs on the sync thread: meanwhile this thread goes on with the next publishes,
+// which form the next batch (group commit without stalling every connection for the disk).
+void DurableMessages::startBatch() {
+    store::MessageStore::SyncBatch batch = store_->takePending();
+    if (batch.empty()) {
+        auto waiting = std::move(waiting_); // everything they wait for is on disk already
+        waiting_.clear();
+        for (auto& done : waiting)
+            done(nullptr);
+        if (failing_.empty())
+            collect();
+        return;
     }
-    auto waiting = std::move(waiting_);
+    inFlightWaiting_ = std::move(waiting_);
     waiting_.clear();
+    {
+        std::lock_guard lock(syncMutex_);
+        job_ = std::move(batch);
+    }
+    syncWake_.notify_one();
+}
+
+void DurableMessages::finishBatch(bool thenNext) {
+    store::MessageStore::SyncBatch batch;
+    std::string failure;
+    {
+        std::lock_guard lock(syncMutex_);
+        if (!done_)
+            return;
+        batch = std::move(*done_);
+        done_.reset();
+        failure = std::move(doneError_);
+    }
+    if (failure.empty())
+        store_->batchWritten(std::move(batch));
+    else
+        store_->batchFailed(std::move(batch));
+    auto waiting = std::move(inFlightWaiting_);
+    inFlightWaiting_.clear();
     for (auto& done : waiting)
         done(failure.empty() ? nullptr : &failure);
     if (failure != failing_) {
@@ -202,10 +277,19 @@ void DurableMessages::syncNow() {
         if (onAlarm_)
             onAlarm_(failing_);
     }
+    if (!thenNext)
+        return;
     if (!failing_.empty()) {
         retryLater();
         return;
     }
+    if (store_->hasUnsynced() || !waiting_.empty())
+        startBatch(); // what arrived while the disk was busy: the next group
+    else
+        collect();
+}
+
+void DurableMessages::collect() {
     try {
         store_->collect();
     } catch (const std::exception& e) {
@@ -216,8 +300,8 @@ void DurableMessages::syncNow() {
 void DurableMessages::retryLater() {
     retry_.expires_after(RETRY_INTERVAL);
     retry_.async_wait([this](const asio::error_code& error) {
-        if (!error && !syncPosted_)
-            syncNow();
+        if (!error && !syncPosted_ && !store_->batchInFlight())
+            startBatch();
     });
 }
 

@@ -1,13 +1,14 @@
 #pragma once
 // Persistent messages in durable queues, on disk (depotd --data-dir): the core's
 // MessageJournal, kept in a store::MessageStore under <data-dir>/messages. A message routed to
-// several durable queues is written once. Writes are buffered and made durable together, once
-// per turn of the event loop (group commit: one fsync for every publish handled in that turn);
-// a publisher's confirm waits for that (afterSync), so a confirmed message survives a kill -9.
+// several durable queues is written once. Writes are buffered and made durable together by a
+// sync thread (group commit: one write and fdatasync for everything journaled since the last
+// batch), while the event loop goes on with the next publishes; a publisher's confirm waits for
+// its batch (afterSync), so a confirmed message survives a kill -9.
 //
 // On start, recover() puts the messages back into their queues, in order, marked redelivered
-// (as RabbitMQ does: whether they had been delivered is not known). A message's TTL starts
-// again from the restart.
+// (as RabbitMQ does: whether they had been delivered is not known). A message's TTL keeps
+// counting from when it was first written.
 
 #include "broker/core/broker.h"
 #include "broker/core/message_journal.h"
@@ -16,10 +17,14 @@
 #include <asio.hpp>
 
 #include <chrono>
+#include <condition_variable>
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -53,14 +58,20 @@ public:
     // not be made so (the reason): at once when nothing is waiting to be written.
     void afterSync(std::function<void(const std::string* failure)> done);
     // Something journaled is not on disk yet (a confirm must wait).
-    bool syncPending() const { return syncPosted_ || store_->hasUnsynced(); }
+    bool syncPending() const {
+        return syncPosted_ || store_->hasUnsynced() || store_->batchInFlight();
+    }
 
     store::StoreStats stats() const { return store_->stats(); }
 
 private:
     void scheduleSync();
     void syncNow();
+    void startBatch();
+    void finishBatch(bool thenNext); // thenNext: start the next batch, or retry, or collect
+    void collect();
     void retryLater();
+    void syncLoop(); // the sync thread
 
     asio::io_context& io_;
     AlarmHandler onAlarm_;
@@ -69,7 +80,21 @@ private:
     store::Recovered recovered_; // what open found, until recover() has used it
     std::unique_ptr<store::MessageStore> store_;
     bool syncPosted_ = false;
+    // Confirms waiting for the next batch, and for the one being written.
     std::vector<std::function<void(const std::string*)>> waiting_;
+    std::vector<std::function<void(const std::string*)>> inFlightWaiting_;
+
+    // The sync thread and what it shares with the loop (under syncMutex_).
+    std::thread syncThread_;
+    std::mutex syncMutex_;
+    std::condition_variable syncWake_;
+    std::optional<store::MessageStore::SyncBatch> job_;  // for the sync thread to write
+    std::optional<store::MessageStore::SyncBatch> done_; // written (or failed), for the loop
+    std::string doneError_;
+    bool stopping_ = false;
+    // Completions queued on the loop hold aliveWeak_: after the destructor reset alive_, no-ops.
+    std::shared_ptr<int> alive_ = std::make_shared<int>(0);
+    const std::weak_ptr<int> aliveWeak_ = alive_;
 };
 
 } // namespace depot::net

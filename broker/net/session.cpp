@@ -497,7 +497,7 @@ void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publi
     }
     if (requestId != 0) {
         // Sent once what the publish journaled (a persistent message in a durable queue) is on
-        // disk: a confirmed message survives a crash. Group commit: one fsync per loop turn.
+        // disk: a confirmed message survives a crash. Group commit: one fsync per batch.
         const bool rejected = result->rejected;
         const auto queues = static_cast<std::uint32_t>(result->queues);
         auto confirm = [this, requestId, rejected, queues](const std::string* failure) {

@@ -132,7 +132,9 @@ std::unique_ptr<MessageStore> MessageStore::open(const Options& options, Recover
     std::unique_ptr<MessageStore> store(new MessageStore(options));
     store->recover(recovered);
     store->startSegment(); // appends always go to a fresh segment: a recovered tail stays read-only
-    store->createFile(*store->segments_.rbegin()->second); // fails here if the dir cannot take one
+    Segment& first = *store->segments_.rbegin()->second; // created now: a bad dir fails here
+    first.fd = createFile(first.path, options.directory);
+    first.written = SEGMENT_HEADER;
     return store;
 }
 
@@ -289,23 +291,24 @@ void MessageStore::startSegment() {
     segments_[number] = std::move(segment);
 }
 
-// Creates a started segment's file with its header, durably (the directory entry too).
-void MessageStore::createFile(Segment& segment) {
-    segment.fd = ::open(segment.path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (segment.fd < 0)
-        throw ioError("cannot create", segment.path);
+// Creates a started segment's file with its header, durably (the directory entry too); returns
+// its descriptor.
+int MessageStore::createFile(const std::filesystem::path& path,
+                             const std::filesystem::path& directory) {
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        throw ioError("cannot create", path);
     std::string header(MAGIC, 8);
     put32(header, VERSION);
     put32(header, 0);
-    if (!writeAll(segment.fd, header) || ::fsync(segment.fd) != 0) {
-        const StoreError error = ioError("cannot write", segment.path);
-        ::close(segment.fd); // tried again, from scratch, by the next sync
-        segment.fd = -1;
-        (void)::unlink(segment.path.c_str());
+    if (!writeAll(fd, header) || ::fsync(fd) != 0) {
+        const StoreError error = ioError("cannot write", path);
+        ::close(fd); // tried again, from scratch, by the next sync
+        (void)::unlink(path.c_str());
         throw error;
     }
-    syncDirectory(options_.directory);
-    segment.written = SEGMENT_HEADER;
+    syncDirectory(directory);
+    return fd;
 }
 
 void MessageStore::append(std::uint8_t type, const std::string& payload) {
@@ -418,40 +421,100 @@ void MessageStore::release(std::uint64_t messageId) {
 }
 
 void MessageStore::sync() {
-    if (unsynced_ == 0)
+    SyncBatch batch = takePending();
+    if (batch.empty())
         return;
-    // Oldest first, and each synced before the next is written: after a crash, a newer
-    // segment's records never exist without the older ones'.
+    try {
+        writeBatch(batch);
+    } catch (const StoreError&) {
+        batchFailed(std::move(batch));
+        throw;
+    }
+    batchWritten(std::move(batch));
+}
+
+MessageStore::SyncBatch MessageStore::takePending() {
+    SyncBatch batch;
+    if (unsynced_ == 0)
+        return batch;
     for (auto& [number, segment] : segments_) {
         if (segment->pending.empty() && segment->fd >= 0)
             continue;
-        if (segment->fd < 0)
-            createFile(*segment);
+        SyncBatch::Part part;
+        part.segment = number;
+        part.fd = segment->fd;
+        part.create = segment->fd < 0;
+        part.path = segment->path;
+        part.directory = options_.directory;
+        part.offset = segment->written;
+        part.bytes.swap(segment->pending);
+        unsynced_ -= part.bytes.size();
+        batch.parts.push_back(std::move(part));
+    }
+    inFlight_ = true;
+    return batch;
+}
+
+// Oldest segment first, each synced before the next is written: after a crash, a newer
+// segment's records never exist without the older ones'. Touches only the batch and its files
+// (the store's thread leaves them alone meanwhile).
+void MessageStore::writeBatch(SyncBatch& batch) {
+    for (SyncBatch::Part& part : batch.parts) {
+        if (part.create) {
+            part.fd = createFile(part.path, part.directory);
+            part.offset = SEGMENT_HEADER;
+        }
         // At the end of what is known written: after a failed write, over its remains.
-        if (::lseek(segment->fd, static_cast<off_t>(segment->written), SEEK_SET) < 0 ||
-            !writeAll(segment->fd, segment->pending) || ::fdatasync(segment->fd) != 0) {
-            const StoreError error = ioError("cannot write", segment->path);
-            // Cut what was half-written (never read as a torn tail) and keep the records
-            // pending: the next sync writes them again at the same offsets, so what the index
-            // says about them stays true. The owner must not confirm them now.
-            (void)::ftruncate(segment->fd, static_cast<off_t>(segment->written));
-            ++failedSyncs_;
+        if (::lseek(part.fd, static_cast<off_t>(part.offset), SEEK_SET) < 0 ||
+            !writeAll(part.fd, part.bytes) || ::fdatasync(part.fd) != 0) {
+            const StoreError error = ioError("cannot write", part.path);
+            // Cut what was half-written: never read as a torn tail.
+            (void)::ftruncate(part.fd, static_cast<off_t>(part.offset));
             throw error;
         }
-        segment->written += segment->pending.size();
-        unsynced_ -= segment->pending.size();
-        segment->pending.clear();
-        segment->pending.shrink_to_fit(); // a burst's buffer is not kept for the quiet after it
+        part.written = true;
+    }
+}
+
+void MessageStore::batchWritten(SyncBatch&& batch) {
+    inFlight_ = false;
+    for (SyncBatch::Part& part : batch.parts) {
+        Segment& segment = *segments_.at(part.segment);
+        segment.fd = part.fd;
+        segment.written = part.offset + part.bytes.size();
     }
     ++syncs_;
+}
+
+// The records go back in front of what was appended meanwhile: the next sync writes them again
+// at the offsets the index gave them. The owner must not confirm them now.
+void MessageStore::batchFailed(SyncBatch&& batch) {
+    inFlight_ = false;
+    ++failedSyncs_;
+    for (SyncBatch::Part& part : batch.parts) {
+        Segment& segment = *segments_.at(part.segment);
+        if (part.written) { // an older part of the batch is on disk: keep it
+            segment.fd = part.fd;
+            segment.written = part.offset + part.bytes.size();
+            continue;
+        }
+        if (part.create && part.fd >= 0) { // made by this batch: made again by the next
+            ::close(part.fd);
+            (void)::unlink(part.path.c_str());
+            segment.fd = -1;
+        }
+        unsynced_ += part.bytes.size();
+        part.bytes += segment.pending;
+        segment.pending.swap(part.bytes);
+    }
 }
 
 void MessageStore::collect() {
     // Only a message added since the last collect can be unreferenced here (release() forgets
     // the others when their last queue lets go): looking at those alone keeps this O(new
     // messages), not O(backlog) per sync.
-    if (unsynced_ > 0)
-        return; // writes are failing: old segments stay as they are until they succeed
+    if (unsynced_ > 0 || inFlight_)
+        return; // writes are failing, or under way: old segments stay as they are
     for (const std::uint64_t id : added_)
         if (auto it = messages_.find(id); it != messages_.end() && it->second.references == 0)
             messages_.erase(it);

@@ -94,6 +94,31 @@ public:
     // owner must not confirm what it could not sync, and what is pending stays pending, to be
     // written by the next sync() (call it again when space may have returned).
     void sync();
+
+    // sync() in three steps, so that the writing can happen on another thread while this one
+    // goes on appending: takePending() moves the pending records into a batch (nothing when
+    // none), writeBatch() writes and fsyncs it (any thread; it touches only the batch and its
+    // files; throws StoreError), then batchWritten() or batchFailed() on this thread again
+    // (failed: the records are pending again). One batch at a time; no collect() meanwhile.
+    struct SyncBatch {
+        struct Part {
+            std::uint32_t segment = 0;
+            int fd = -1; // -1: create the file first (create)
+            bool create = false;
+            bool written = false; // on disk (set by writeBatch)
+            std::filesystem::path path;
+            std::filesystem::path directory;
+            std::uint64_t offset = 0; // where the bytes go
+            std::string bytes;
+        };
+        std::vector<Part> parts;
+        bool empty() const { return parts.empty(); }
+    };
+    SyncBatch takePending();
+    static void writeBatch(SyncBatch& batch);
+    void batchWritten(SyncBatch&& batch);
+    void batchFailed(SyncBatch&& batch);
+    bool batchInFlight() const { return inFlight_; }
     // Deletes and compacts old segments (see above). Cheap when there is nothing to do.
     void collect();
 
@@ -121,7 +146,8 @@ private:
     explicit MessageStore(Options options);
     void recover(Recovered& recovered);
     void startSegment();
-    void createFile(Segment& segment);
+    static int createFile(const std::filesystem::path& path,
+                          const std::filesystem::path& directory);
     void append(std::uint8_t type, const std::string& payload);
     void release(std::uint64_t messageId);
     void compactOldest();
@@ -131,6 +157,7 @@ private:
     Options options_;
     std::map<std::uint32_t, std::unique_ptr<Segment>> segments_; // oldest first
     std::uint64_t unsynced_ = 0; // bytes pending in segments, not yet written and synced
+    bool inFlight_ = false;      // a SyncBatch is out (takePending .. batchWritten/Failed)
     std::uint64_t nextMessageId_ = 1;
     std::unordered_map<std::uint64_t, MessageInfo> messages_;
     std::vector<std::uint64_t> added_; // ids added since the last collect()
