@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <memory>
 
 namespace depot::net {
 
@@ -31,7 +32,12 @@ std::int64_t wallClockMillis() {
 // A message's bytes in the store, stamped with the wall-clock time it was first written: the
 // time it entered its queues (a dead-lettered copy is a new message, written when it moved).
 std::string encode(const core::Message& m) {
-    capnp::MallocMessageBuilder builder;
+    // On a zeroed scratch segment (zeroed again by the builder's destructor): no 8 KiB
+    // allocation per message, and the framing written straight into the result.
+    constexpr std::size_t SCRATCH_WORDS = 1024;
+    thread_local const std::unique_ptr<capnp::word[]> scratch =
+        std::make_unique<capnp::word[]>(SCRATCH_WORDS);
+    capnp::MallocMessageBuilder builder(kj::ArrayPtr<capnp::word>(scratch.get(), SCRATCH_WORDS));
     auto w = builder.initRoot<wire::Message>();
     w.setStoredAtMillis(wallClockMillis());
     w.setExchange(wireText(m.exchange));
@@ -40,8 +46,28 @@ std::string encode(const core::Message& m) {
     if (!m.deaths.empty())
         toWire(m.deaths, w.initDeaths(static_cast<unsigned>(m.deaths.size())));
     w.setBody(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(m.body.data()), m.body.size()));
-    const kj::Array<capnp::word> words = capnp::messageToFlatArray(builder);
-    return std::string(words.asChars().begin(), words.asChars().size());
+    // Cap'n Proto's stream framing, as messageToFlatArray writes it: (segments - 1), each
+    // segment's size in words, padded to a whole word; then the segments.
+    const auto segments = builder.getSegmentsForOutput();
+    const std::size_t tableWords = (segments.size() + 2) / 2;
+    std::size_t total = tableWords * sizeof(capnp::word);
+    for (const auto& segment : segments)
+        total += segment.size() * sizeof(capnp::word);
+    std::string out;
+    out.reserve(total);
+    auto put32 = [&out](std::uint32_t v) {
+        for (int i = 0; i < 4; ++i)
+            out += static_cast<char>((v >> (8 * i)) & 0xff);
+    };
+    put32(static_cast<std::uint32_t>(segments.size() - 1));
+    for (const auto& segment : segments)
+        put32(static_cast<std::uint32_t>(segment.size()));
+    if (segments.size() % 2 == 0)
+        put32(0);
+    for (const auto& segment : segments)
+        out.append(reinterpret_cast<const char*>(segment.begin()),
+                   segment.size() * sizeof(capnp::word));
+    return out;
 }
 
 struct Decoded {

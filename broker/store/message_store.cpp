@@ -311,31 +311,36 @@ int MessageStore::createFile(const std::filesystem::path& path,
     return fd;
 }
 
-void MessageStore::append(std::uint8_t type, const std::string& payload) {
+// A record whose payload is `head` then `tail`, written straight into the active segment's
+// pending bytes (the checksum computed over the pieces, nothing assembled first).
+void MessageStore::append(std::uint8_t type, std::string_view head, std::string_view tail) {
+    const std::size_t payloadSize = head.size() + tail.size();
     Segment* active = segments_.rbegin()->second.get();
-    if (active->size + RECORD_HEADER + payload.size() > options_.segmentBytes &&
+    if (active->size + RECORD_HEADER + payloadSize > options_.segmentBytes &&
         active->size > SEGMENT_HEADER) {
         // The old segment's pending records are written (and synced) before the new one's.
         startSegment();
         active = segments_.rbegin()->second.get();
     }
-    std::string record;
-    put32(record, static_cast<std::uint32_t>(payload.size()));
-    std::string checked(1, static_cast<char>(type));
-    checked += payload;
-    put32(record, crc32c(checked.data(), checked.size()));
-    active->pending += record;
-    active->pending += checked;
-    active->size += RECORD_HEADER + payload.size();
-    unsynced_ += RECORD_HEADER + payload.size();
+    const char typeByte = static_cast<char>(type);
+    std::uint32_t crc = crc32c(&typeByte, 1);
+    crc = crc32c(head.data(), head.size(), crc);
+    crc = crc32c(tail.data(), tail.size(), crc);
+    std::string& out = active->pending;
+    put32(out, static_cast<std::uint32_t>(payloadSize));
+    put32(out, crc);
+    out += typeByte;
+    out.append(head);
+    out.append(tail);
+    active->size += RECORD_HEADER + payloadSize;
+    unsynced_ += RECORD_HEADER + payloadSize;
 }
 
 std::uint64_t MessageStore::addMessage(std::string_view bytes) {
     const std::uint64_t id = nextMessageId_++;
-    std::string payload;
-    put64(payload, id);
-    payload.append(bytes);
-    append(MESSAGE, payload);
+    std::string head;
+    put64(head, id);
+    append(MESSAGE, head, bytes);
     Segment& active = *segments_.rbegin()->second;
     messages_[id] = MessageInfo{active.number, active.size - bytes.size(),
                                 static_cast<std::uint32_t>(bytes.size()), 0};

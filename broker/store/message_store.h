@@ -148,7 +148,7 @@ private:
     void startSegment();
     static int createFile(const std::filesystem::path& path,
                           const std::filesystem::path& directory);
-    void append(std::uint8_t type, const std::string& payload);
+    void append(std::uint8_t type, std::string_view head, std::string_view tail = {});
     void release(std::uint64_t messageId);
     void compactOldest();
     std::string readMessage(const MessageInfo& info) const;
