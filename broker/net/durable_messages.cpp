@@ -13,6 +13,8 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <string_view>
+#include <vector>
 
 namespace depot::net {
 
@@ -75,13 +77,17 @@ struct Decoded {
     std::int64_t storedAtMillis = 0; // 0: written before the store kept it
 };
 
-Decoded decode(const std::string& bytes) {
+Decoded decode(std::string_view bytes) {
     if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0)
         return {};
-    kj::Array<capnp::word> words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
-    std::memcpy(words.begin(), bytes.data(), bytes.size());
+    // Copied to word alignment (a record's bytes in a segment are not aligned) into one buffer
+    // reused for every message.
+    thread_local std::vector<capnp::word> words;
+    words.resize(bytes.size() / sizeof(capnp::word));
+    std::memcpy(words.data(), bytes.data(), bytes.size());
     try {
-        capnp::FlatArrayMessageReader reader(words.asPtr());
+        capnp::FlatArrayMessageReader reader(
+            kj::ArrayPtr<const capnp::word>(words.data(), words.size()));
         const auto m = reader.getRoot<wire::Message>();
         return Decoded{std::make_shared<const core::Message>(
                            core::Message{text(m.getExchange()), text(m.getRoutingKey()),

@@ -162,7 +162,10 @@ void MessageStore::recover(Recovered& recovered) {
             throw ioError("cannot open", segment->path);
         const std::uint64_t fileSize =
             static_cast<std::uint64_t>(::lseek(segment->fd, 0, SEEK_END));
-        const std::string data = readFile(segment->fd, fileSize);
+        // Kept until the owner is done with `recovered`: messages are views into it (one
+        // allocation per segment, released whole, rather than one per message).
+        recovered.segmentData.push_back(readFile(segment->fd, fileSize));
+        const std::string& data = recovered.segmentData.back();
         std::size_t at = SEGMENT_HEADER;
         if (data.size() < SEGMENT_HEADER || std::memcmp(data.data(), MAGIC, 8) != 0) {
             recovered.problems.push_back(segment->path.string() + ": not a segment, ignored");
@@ -200,7 +203,8 @@ void MessageStore::recover(Recovered& recovered) {
                 const auto offset = at + RECORD_HEADER + r.offsetFrom(payload);
                 messages_[id] =
                     MessageInfo{segment->number, offset, static_cast<std::uint32_t>(r.left()), 0};
-                recovered.messages[id] = std::string(payload + r.offsetFrom(payload), r.left());
+                recovered.messages[id] =
+                    std::string_view(payload + r.offsetFrom(payload), r.left());
                 nextMessageId_ = std::max(nextMessageId_, id + 1);
                 break;
             }

@@ -50,7 +50,8 @@ struct Recovered {
         std::uint64_t sequence = 0;
     };
     std::map<std::string, std::vector<Entry>, std::less<>> queues; // in queue order
-    std::unordered_map<std::uint64_t, std::string> messages;       // id -> bytes
+    std::unordered_map<std::uint64_t, std::string_view> messages;  // id -> bytes (in segmentData)
+    std::vector<std::string> segmentData;                          // what was read of each segment
     std::vector<std::string> problems; // torn tails and corruption found, one line each
 };
 
