@@ -1096,18 +1096,21 @@ private:
             const auto d = frame.getDeliver();
             auto it = consumers_.find(text(d.getConsumerTag()));
             if (it == consumers_.end()) {
-                // Sent before the broker saw our cancel: give it back to the queue now rather
-                // than hold it unacked until the connection closes.
-                auto cancelled = cancelledNeedAck_.find(text(d.getConsumerTag()));
-                if (cancelled != cancelledNeedAck_.end() && cancelled->second) {
-                    const std::uint64_t tag = d.getMessage().getDeliveryTag();
-                    sendFrame(0, [tag](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
-                                       std::shared_ptr<const void>&) {
-                        auto r = f.initReject();
-                        r.setDeliveryTag(tag);
-                        r.setRequeue(true);
-                    });
+                // Sent before the broker saw our cancel, or for a consumer whose consume timed
+                // out here (its consumeOk came late): give it back to the queue now rather than
+                // hold it unacked, where a later coalesced "ack multiple" would take it too. A
+                // consumer nobody knows is cancelled as well. (Were it a no-ack consumer, the
+                // broker refuses the reject, which onError shows; nothing is lost.)
+                const std::string tag = text(d.getConsumerTag());
+                auto cancelled = cancelledNeedAck_.find(tag);
+                if (cancelled == cancelledNeedAck_.end()) {
+                    cancelled = cancelledNeedAck_.emplace(tag, true).first;
+                    request([tag](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                                  std::shared_ptr<const void>&) { f.setCancel(wireText(tag)); },
+                            [](const wire::Frame::Reader*, const Error*) {});
                 }
+                if (cancelled->second)
+                    rejectUntracked(d.getMessage().getDeliveryTag());
                 return;
             }
             const std::shared_ptr<ConsumerRecord> consumer = it->second;
@@ -1154,7 +1157,21 @@ private:
             if (e.getFatal())
                 closingByBroker_ = text(e.getMessage()); // the reason linkDown will give
         }
-        // Anything else unasked for (a late answer after a timeout) is dropped.
+        // Anything else unasked for (a late answer after a timeout) is dropped; a message a
+        // late getOk carries goes back to its queue (see rejectUntracked).
+        if (frame.isGetOk() && !frame.getGetOk().isEmpty())
+            rejectUntracked(frame.getGetOk().getMessage().getDeliveryTag());
+    }
+
+    // A delivery nobody will see: rejected back to its queue at once, before any later ack
+    // (a coalesced ack multiple must not cover it).
+    void rejectUntracked(std::uint64_t deliveryTag) {
+        sendFrame(0, [deliveryTag](capnp::MessageBuilder&, wire::Frame::Builder f, const void*&,
+                                   std::shared_ptr<const void>&) {
+            auto r = f.initReject();
+            r.setDeliveryTag(deliveryTag);
+            r.setRequeue(true);
+        });
     }
 
     Delivery toDelivery(std::string consumerTag, wire::Message::Reader m, bool needsAck) {

@@ -82,12 +82,16 @@ Decoded decode(std::string_view bytes) {
         return {};
     // Copied to word alignment (a record's bytes in a segment are not aligned) into one buffer
     // reused for every message.
-    thread_local std::vector<capnp::word> words;
-    words.resize(bytes.size() / sizeof(capnp::word));
-    std::memcpy(words.data(), bytes.data(), bytes.size());
+    thread_local std::unique_ptr<capnp::word[]> words;
+    thread_local std::size_t capacity = 0;
+    const std::size_t count = bytes.size() / sizeof(capnp::word);
+    if (count > capacity) {
+        words = std::make_unique<capnp::word[]>(count);
+        capacity = count;
+    }
+    std::memcpy(words.get(), bytes.data(), bytes.size());
     try {
-        capnp::FlatArrayMessageReader reader(
-            kj::ArrayPtr<const capnp::word>(words.data(), words.size()));
+        capnp::FlatArrayMessageReader reader(kj::ArrayPtr<const capnp::word>(words.get(), count));
         const auto m = reader.getRoot<wire::Message>();
         return Decoded{std::make_shared<const core::Message>(
                            core::Message{text(m.getExchange()), text(m.getRoutingKey()),
@@ -299,6 +303,8 @@ void DurableMessages::finishBatch(bool thenNext) {
     inFlightWaiting_.clear();
     for (auto& done : waiting)
         done(failure.empty() ? nullptr : &failure);
+    if (!thenNext)
+        return; // shutting down: the owner's alarm handler may be gone already
     if (failure != failing_) {
         if (failure.empty())
             spdlog::info("message store: writing again");
@@ -309,16 +315,14 @@ void DurableMessages::finishBatch(bool thenNext) {
         if (onAlarm_)
             onAlarm_(failing_);
     }
-    if (!thenNext)
-        return;
     if (!failing_.empty()) {
         retryLater();
         return;
     }
+    // Old segments go between batches: under a steady load there is always a next one.
+    collect();
     if (store_->hasUnsynced() || !waiting_.empty())
         startBatch(); // what arrived while the disk was busy: the next group
-    else
-        collect();
 }
 
 void DurableMessages::collect() {

@@ -151,6 +151,11 @@ void Server::applyAlarms() {
 
 Server::~Server() {
     stop("server destroyed");
+    // The store writes its last batch before the data dir's lock is released, and no vhost
+    // keeps a pointer to it.
+    for (const std::string& name : runtime_.broker().vhostNames())
+        runtime_.broker().findVhost(name)->setJournal(nullptr);
+    durable_.reset();
     if (dataDirLock_ >= 0)
         ::close(dataDirLock_); // releases the lock
 }

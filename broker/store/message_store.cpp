@@ -460,7 +460,7 @@ MessageStore::SyncBatch MessageStore::takePending() {
         unsynced_ -= part.bytes.size();
         batch.parts.push_back(std::move(part));
     }
-    inFlight_ = true;
+    inFlight_ = !batch.empty();
     return batch;
 }
 
@@ -487,6 +487,7 @@ void MessageStore::writeBatch(SyncBatch& batch) {
 
 void MessageStore::batchWritten(SyncBatch&& batch) {
     inFlight_ = false;
+    lastSyncFailed_ = false;
     for (SyncBatch::Part& part : batch.parts) {
         Segment& segment = *segments_.at(part.segment);
         segment.fd = part.fd;
@@ -499,6 +500,7 @@ void MessageStore::batchWritten(SyncBatch&& batch) {
 // at the offsets the index gave them. The owner must not confirm them now.
 void MessageStore::batchFailed(SyncBatch&& batch) {
     inFlight_ = false;
+    lastSyncFailed_ = true;
     ++failedSyncs_;
     for (SyncBatch::Part& part : batch.parts) {
         Segment& segment = *segments_.at(part.segment);
@@ -522,23 +524,27 @@ void MessageStore::collect() {
     // Only a message added since the last collect can be unreferenced here (release() forgets
     // the others when their last queue lets go): looking at those alone keeps this O(new
     // messages), not O(backlog) per sync.
-    if (unsynced_ > 0 || inFlight_)
-        return; // writes are failing, or under way: old segments stay as they are
+    if (inFlight_ || lastSyncFailed_)
+        return; // writes are under way, or failing: old segments stay as they are
     for (const std::uint64_t id : added_)
         if (auto it = messages_.find(id); it != messages_.end() && it->second.references == 0)
             messages_.erase(it);
     added_.clear();
     while (segments_.size() > 1) {
         Segment& oldest = *segments_.begin()->second;
+        const double live = static_cast<double>(oldest.liveBytes) /
+                            static_cast<double>(std::max<std::uint64_t>(1, oldest.size));
+        if (oldest.live > 0 && live >= options_.compactBelow)
+            return;
+        // Whatever is pending first: compaction reads records from the files, and a segment is
+        // deleted only once its records (and those of older ones) are on disk.
+        if (unsynced_ > 0)
+            sync();
         if (oldest.live == 0) {
             std::filesystem::remove(oldest.path);
             segments_.erase(segments_.begin());
             continue;
         }
-        const double share = static_cast<double>(oldest.liveBytes) /
-                             static_cast<double>(std::max<std::uint64_t>(1, oldest.size));
-        if (share >= options_.compactBelow)
-            return;
         compactOldest();
     }
 }

@@ -157,8 +157,9 @@ private:
 
     Options options_;
     std::map<std::uint32_t, std::unique_ptr<Segment>> segments_; // oldest first
-    std::uint64_t unsynced_ = 0; // bytes pending in segments, not yet written and synced
-    bool inFlight_ = false;      // a SyncBatch is out (takePending .. batchWritten/Failed)
+    std::uint64_t unsynced_ = 0;  // bytes pending in segments, not yet written and synced
+    bool inFlight_ = false;       // a SyncBatch is out (takePending .. batchWritten/Failed)
+    bool lastSyncFailed_ = false; // until a sync succeeds, collect() leaves old segments alone
     std::uint64_t nextMessageId_ = 1;
     std::unordered_map<std::uint64_t, MessageInfo> messages_;
     std::vector<std::uint64_t> added_; // ids added since the last collect()
