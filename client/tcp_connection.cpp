@@ -885,10 +885,6 @@ private:
     // not take at once (or an error) is left to the io thread, which finishes the write.
     void writeNowLocked() {
         const auto& ranges = outbox_.startWrite();
-        std::vector<asio::const_buffer> buffers;
-        buffers.reserve(ranges.size());
-        for (const auto& range : ranges)
-            buffers.emplace_back(range.data(), range.size());
         std::size_t written = 0;
         if (ranges.size() <= MAX_INLINE_RANGES) {
             iovec parts[MAX_INLINE_RANGES];
@@ -913,12 +909,12 @@ private:
         }
         // The rest, by the io thread (it also sees an error there and takes the link down).
         std::vector<asio::const_buffer> rest;
-        for (const asio::const_buffer& b : buffers) {
-            if (written >= b.size()) {
-                written -= b.size();
+        for (const auto& range : ranges) {
+            if (written >= range.size()) {
+                written -= range.size();
                 continue;
             }
-            rest.push_back(b + written);
+            rest.push_back(asio::const_buffer(range.data(), range.size()) + written);
             written = 0;
         }
         asio::post(io_, [this, epoch = outEpoch_, rest = std::move(rest)] {

@@ -1,7 +1,6 @@
 #include "protocol/outbox.h"
 
-#include <cstdint>
-#include <iterator>
+#include "protocol/framing_table.h"
 
 namespace depot::protocol {
 
@@ -32,24 +31,8 @@ void Outbox::append(capnp::MessageBuilder& builder, const void* external,
                     std::shared_ptr<const void> keepAlive) {
     const kj::ArrayPtr<const kj::ArrayPtr<const capnp::word>> segments =
         builder.getSegmentsForOutput();
-    // The stream framing's table: (count - 1), each size in words, padded to a whole word.
-    // Nearly every frame has one segment: a small table on the stack, set entry by entry (a
-    // zeroed table sized for capnp's 512-segment limit cost 4 KiB of memset per frame).
-    const std::size_t count = segments.size();
-    const std::size_t entries = (count + 2) / 2 * 2;
-    std::uint32_t small[16];
-    std::vector<std::uint32_t> large;
-    std::uint32_t* table = small;
-    if (entries > std::size(small)) {
-        large.resize(entries);
-        table = large.data();
-    }
-    table[0] = static_cast<std::uint32_t>(count - 1);
-    for (std::size_t i = 0; i < count; ++i)
-        table[i + 1] = static_cast<std::uint32_t>(segments[i].size());
-    if (count + 1 < entries)
-        table[count + 1] = 0; // the padding
-    copy(pending_, table, entries * sizeof(std::uint32_t));
+    const FramingTable table(segments);
+    copy(pending_, table.data(), table.bytes());
 
     bool referenced = false;
     for (std::size_t i = 0; i < segments.size(); ++i) {

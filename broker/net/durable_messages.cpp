@@ -3,6 +3,7 @@
 #include "broker/core/queue.h"
 #include "broker/core/vhost.h"
 #include "protocol/convert.h"
+#include "protocol/framing_table.h"
 
 #include <capnp/message.h>
 #include <capnp/serialize.h>
@@ -48,24 +49,15 @@ std::string encode(const core::Message& m) {
     if (!m.deaths.empty())
         toWire(m.deaths, w.initDeaths(static_cast<unsigned>(m.deaths.size())));
     w.setBody(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(m.body.data()), m.body.size()));
-    // Cap'n Proto's stream framing, as messageToFlatArray writes it: (segments - 1), each
-    // segment's size in words, padded to a whole word; then the segments.
+    // Cap'n Proto's stream framing, as messageToFlatArray writes it: the table, the segments.
     const auto segments = builder.getSegmentsForOutput();
-    const std::size_t tableWords = (segments.size() + 2) / 2;
-    std::size_t total = tableWords * sizeof(capnp::word);
+    const protocol::FramingTable table(segments);
+    std::size_t total = table.bytes();
     for (const auto& segment : segments)
         total += segment.size() * sizeof(capnp::word);
     std::string out;
     out.reserve(total);
-    auto put32 = [&out](std::uint32_t v) {
-        for (int i = 0; i < 4; ++i)
-            out += static_cast<char>((v >> (8 * i)) & 0xff);
-    };
-    put32(static_cast<std::uint32_t>(segments.size() - 1));
-    for (const auto& segment : segments)
-        put32(static_cast<std::uint32_t>(segment.size()));
-    if (segments.size() % 2 == 0)
-        put32(0);
+    out.append(static_cast<const char*>(table.data()), table.bytes());
     for (const auto& segment : segments)
         out.append(reinterpret_cast<const char*>(segment.begin()),
                    segment.size() * sizeof(capnp::word));
