@@ -72,6 +72,7 @@ bool runRecovery(const RecoveryOptions& given) {
         connection->close();
     }
     const double onDisk = static_cast<double>(bytesUnder(first.dataDir()));
+    const double residentFull = residentBytes(first.pid());
     first.crash();
     std::cerr << "filled " << options.messages << " messages in " << publishSeconds
               << " s; depotd killed (-9); restarting\n";
@@ -108,11 +109,12 @@ bool runRecovery(const RecoveryOptions& given) {
     const double drainSeconds = secondsSince(drainStart);
     consumer.cancel();
 
-    MarkdownTable table({"persistent messages", "body", "on disk",
+    MarkdownTable table({"persistent messages", "body", "on disk", "depotd RSS, filled",
                          "recovery (restart to listening)", "recovered per second",
                          "depotd RSS after", "drained back, redelivered"});
     table.addRow({std::to_string(options.messages), formatBytes(static_cast<double>(options.body)),
-                  formatBytes(onDisk), std::to_string(recoverySeconds).substr(0, 5) + " s",
+                  formatBytes(onDisk), formatBytes(residentFull),
+                  std::to_string(recoverySeconds).substr(0, 5) + " s",
                   formatSi(static_cast<double>(back) / recoverySeconds), formatBytes(resident),
                   std::to_string(received) + " in " + std::to_string(drainSeconds).substr(0, 5) +
                       " s, " + std::to_string(redelivered) + " redelivered"});

@@ -347,6 +347,7 @@ struct QueueInfo {
   readyBytes @6 :UInt64;
   unacked @7 :UInt64;
   consumers @8 :UInt64;
+  pagedOut @9 :UInt64;          # ready messages kept on disk only (see docs/architecture.md)
 }
 
 struct ConnectionInfo {

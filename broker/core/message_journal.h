@@ -5,10 +5,17 @@
 // dead-lettered), and each durable queue deleted. A message that is delivered and not yet acked
 // has not left; a requeued one never left. The core itself does no I/O: this is the seam.
 //
+// A journal that gives a message a handle (Message::journalHandle, set in enqueued) can take it
+// back: a queue then keeps only the handle of a message far from its head (paged out, see
+// QueueOptions' in-memory limits) and asks for the contents again (reload) when it comes near
+// the consumers.
+//
 // Called in the middle of core operations: an implementation records and returns, and must not
 // call back into the core.
 
 #include "broker/core/message.h"
+
+#include <cstdint>
 
 namespace depot::core {
 
@@ -18,8 +25,12 @@ class MessageJournal {
 public:
     virtual ~MessageJournal() = default;
     virtual void enqueued(const Queue& queue, const MessageRef& message) = 0;
-    virtual void removed(const Queue& queue, const MessageRef& message) = 0;
+    // `handle` is the message's journalHandle when it was enqueued (0 when none was given).
+    virtual void removed(const Queue& queue, std::uint64_t handle) = 0;
     virtual void queueDeleted(const Queue& queue) = 0;
+    // A paged-out message's contents again, its journalHandle set; nullptr when they cannot be
+    // had (an I/O error: the queue then drops the message, and says so through removed()).
+    virtual MessageRef reload(std::uint64_t handle) = 0;
 };
 
 } // namespace depot::core

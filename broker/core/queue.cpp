@@ -4,16 +4,22 @@
 #include "broker/core/vhost.h"
 
 #include <algorithm>
+#include <limits>
 
 namespace depot::core {
 
 namespace {
 
-TimePoint expiryOf(const Message& message, const QueueOptions& options, TimePoint now) {
+TimePoint expiryOf(std::optional<Milliseconds> expiration, const QueueOptions& options,
+                   TimePoint now) {
     std::optional<Milliseconds> ttl = options.messageTtl;
-    if (message.properties.expiration && (!ttl || *message.properties.expiration < *ttl))
-        ttl = message.properties.expiration;
+    if (expiration && (!ttl || *expiration < *ttl))
+        ttl = expiration;
     return ttl ? now + *ttl : NEVER;
+}
+
+std::uint64_t bodyBytes(const QueueEntry& entry) {
+    return entry.message ? entry.message->body.size() : entry.pagedBytes;
 }
 
 } // namespace
@@ -39,10 +45,14 @@ bool Queue::enqueue(const MessageRef& message, TimePoint now) {
     const std::uint64_t bytes = message->body.size();
     if (options_.overflow != Overflow::DROP_HEAD && overLimit(1, bytes)) {
         if (options_.overflow == Overflow::REJECT_PUBLISH_DLX)
-            deadLetter(QueueEntry{message, 0, NEVER, false}, DeathReason::MAXLEN, now);
+            deadLetter(QueueEntry{message, 0, NEVER, 0, 0, false}, DeathReason::MAXLEN, now);
         return false;
     }
-    fresh_.push_back(QueueEntry{message, nextSeq_++, expiryOf(*message, options_, now), false});
+    QueueEntry entry;
+    entry.message = message;
+    entry.seq = nextSeq_++;
+    entry.expiresAt = expiryOf(message->properties.expiration, options_, now);
+    fresh_.push_back(std::move(entry));
     readyBytes_ += bytes;
     journalIn(message);
     // Deliver before enforcing limits and TTL: a waiting consumer takes the message even from a
@@ -50,30 +60,90 @@ bool Queue::enqueue(const MessageRef& message, TimePoint now) {
     dispatch(now);
     enforceLengthLimits(now);
     expireHead(now);
+    pageOutTail();
     updateDeadline();
     return true;
 }
 
-void Queue::restore(const MessageRef& message, TimePoint enqueuedAt, TimePoint now) {
-    fresh_.push_back(
-        QueueEntry{message, nextSeq_++, expiryOf(*message, options_, enqueuedAt), true});
-    readyBytes_ += message->body.size();
+void Queue::restore(const PagedMessage& message, TimePoint enqueuedAt, TimePoint now) {
+    QueueEntry entry;
+    entry.seq = nextSeq_++;
+    entry.expiresAt = expiryOf(message.expiration, options_, enqueuedAt);
+    entry.pagedHandle = message.handle;
+    entry.pagedBytes = message.bodyBytes;
+    entry.redelivered = true;
+    fresh_.push_back(std::move(entry));
+    readyBytes_ += message.bodyBytes;
+    ++paged_;
+    pagedBytes_ += message.bodyBytes;
     dispatch(now);
     enforceLengthLimits(now);
     expireHead(now);
     updateDeadline();
 }
 
+bool Queue::journaled(const Message& message) const {
+    return options_.durable && message.properties.deliveryMode == DeliveryMode::PERSISTENT;
+}
+
 void Queue::journalIn(const MessageRef& message) {
-    if (options_.durable && message->properties.deliveryMode == DeliveryMode::PERSISTENT)
+    if (journaled(*message))
         if (MessageJournal* journal = vhost_.journal())
             journal->enqueued(*this, message);
 }
 
-void Queue::journalOut(const MessageRef& message) {
-    if (options_.durable && message->properties.deliveryMode == DeliveryMode::PERSISTENT)
-        if (MessageJournal* journal = vhost_.journal())
-            journal->removed(*this, message);
+void Queue::journalOut(const QueueEntry& entry) {
+    std::uint64_t handle = entry.pagedHandle; // paged out: only journaled messages are
+    if (entry.message) {
+        if (!journaled(*entry.message))
+            return;
+        handle = entry.message->journalHandle;
+    }
+    if (MessageJournal* journal = vhost_.journal())
+        journal->removed(*this, handle);
+}
+
+// Only the newest ready message is ever paged out, as it arrives: the ones ahead of it came in
+// under the limits, so at most inMemoryLength() of them (and about inMemoryBytes()) are held.
+// Only a message the journal can give back (a persistent one in a durable queue, with a handle).
+void Queue::pageOutTail() {
+    if (fresh_.empty() || !fresh_.back().message)
+        return;
+    QueueEntry& tail = fresh_.back();
+    const Message& message = *tail.message;
+    if (readyCount() <= options_.inMemoryLength() && readyBytes_ <= options_.inMemoryBytes())
+        return;
+    if (!journaled(message) || message.journalHandle == 0 || vhost_.journal() == nullptr ||
+        message.body.size() > std::numeric_limits<std::uint32_t>::max())
+        return;
+    tail.pagedHandle = message.journalHandle;
+    tail.pagedBytes = static_cast<std::uint32_t>(message.body.size());
+    tail.message.reset(); // freed here unless another queue still holds it in memory
+    ++paged_;
+    pagedBytes_ += tail.pagedBytes;
+}
+
+// On a taken entry (out of the ready list already).
+bool Queue::pageIn(QueueEntry& entry) {
+    if (entry.message)
+        return true;
+    MessageJournal* journal = vhost_.journal();
+    entry.message = journal != nullptr ? journal->reload(entry.pagedHandle) : nullptr;
+    if (!entry.message) {
+        journalOut(entry); // lost (the journal said why): gone from the queue for good
+        return false;
+    }
+    entry.pagedHandle = 0;
+    entry.pagedBytes = 0;
+    return true;
+}
+
+void Queue::drop(QueueEntry entry, DeathReason reason, TimePoint now) {
+    // A dead letter needs the contents: read back before the journal lets go of them.
+    if (options_.deadLetterExchange && !pageIn(entry))
+        return;
+    journalOut(entry);
+    deadLetter(std::move(entry), reason, now);
 }
 
 QueueEntry Queue::popHead() {
@@ -86,7 +156,11 @@ QueueEntry Queue::popHead() {
         entry = std::move(fresh_.front());
         fresh_.pop_front();
     }
-    readyBytes_ -= entry.message->body.size();
+    readyBytes_ -= bodyBytes(entry);
+    if (!entry.message) {
+        --paged_;
+        pagedBytes_ -= entry.pagedBytes;
+    }
     return entry;
 }
 
@@ -95,11 +169,11 @@ std::optional<QueueEntry> Queue::popDeliverable(TimePoint now) {
         QueueEntry entry = popHead();
         // Strictly past: a message whose TTL ends right now may still go to a waiting consumer.
         if (entry.expiresAt < now) {
-            journalOut(entry.message);
-            deadLetter(std::move(entry), DeathReason::EXPIRED, now);
+            drop(std::move(entry), DeathReason::EXPIRED, now);
             continue;
         }
-        return entry;
+        if (pageIn(entry))
+            return entry;
     }
     return std::nullopt;
 }
@@ -123,7 +197,7 @@ void Queue::dispatch(TimePoint now) {
             ++unacked_;
             consumer->onDelivered();
         } else {
-            journalOut(message); // settled as it is delivered
+            journalOut(*entry); // settled as it is delivered
         }
         std::uint64_t tag = consumer->channel().recordDelivery(consumer, *this, std::move(*entry),
                                                                consumer->noAck());
@@ -142,7 +216,7 @@ std::optional<QueueEntry> Queue::takeForGet(TimePoint now, bool noAck) {
     if (entry && !noAck)
         ++unacked_;
     else if (entry)
-        journalOut(entry->message);
+        journalOut(*entry);
     updateDeadline();
     return entry;
 }
@@ -152,7 +226,7 @@ void Queue::requeue(QueueEntry entry, TimePoint now) {
                  "a requeued message is newer than a never-delivered one");
     --unacked_;
     entry.redelivered = true;
-    readyBytes_ += entry.message->body.size();
+    readyBytes_ += bodyBytes(entry);
     returned_.emplace(entry.seq, std::move(entry));
     dispatch(now);
     enforceLengthLimits(now);
@@ -162,7 +236,7 @@ void Queue::requeue(QueueEntry entry, TimePoint now) {
 
 void Queue::settle(QueueEntry entry, bool deadLetterIt, TimePoint now) {
     --unacked_;
-    journalOut(entry.message);
+    journalOut(entry);
     if (deadLetterIt)
         deadLetter(std::move(entry), DeathReason::REJECTED, now);
 }
@@ -195,12 +269,14 @@ void Queue::activate(Consumer& consumer, TimePoint now) {
 std::uint64_t Queue::purge(TimePoint now) {
     const std::uint64_t count = readyCount();
     for (const QueueEntry& entry : fresh_)
-        journalOut(entry.message);
+        journalOut(entry);
     for (const auto& [seq, entry] : returned_)
-        journalOut(entry.message);
+        journalOut(entry);
     fresh_.clear();
     returned_.clear();
     readyBytes_ = 0;
+    paged_ = 0;
+    pagedBytes_ = 0;
     lastUsed_ = now;
     updateDeadline();
     return count;
@@ -218,9 +294,7 @@ void Queue::expireHead(TimePoint now) {
         const QueueEntry& head = returned_.empty() ? fresh_.front() : returned_.begin()->second;
         if (head.expiresAt > now)
             break;
-        QueueEntry expired = popHead();
-        journalOut(expired.message);
-        deadLetter(std::move(expired), DeathReason::EXPIRED, now);
+        drop(popHead(), DeathReason::EXPIRED, now);
     }
 }
 
@@ -228,9 +302,7 @@ void Queue::enforceLengthLimits(TimePoint now) {
     if (options_.overflow != Overflow::DROP_HEAD)
         return;
     while (hasReady() && overLimit(0, 0)) {
-        QueueEntry dropped = popHead();
-        journalOut(dropped.message);
-        deadLetter(std::move(dropped), DeathReason::MAXLEN, now);
+        drop(popHead(), DeathReason::MAXLEN, now);
     }
 }
 
@@ -260,7 +332,7 @@ void Queue::updateDeadline() {
 }
 
 void Queue::deadLetter(QueueEntry entry, DeathReason reason, TimePoint now) {
-    if (!options_.deadLetterExchange)
+    if (!options_.deadLetterExchange || !entry.message)
         return;
     const Message& original = *entry.message;
     Message message{*options_.deadLetterExchange,

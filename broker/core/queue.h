@@ -23,12 +23,22 @@ namespace depot::core {
 class Channel;
 class Vhost;
 
-// One message in one queue (ready or delivered and unacknowledged).
+// One message in one queue (ready or delivered and unacknowledged). A ready message far from
+// the head may be paged out: then `message` is null and the journal holds it under `pagedHandle`.
 struct QueueEntry {
     MessageRef message;
     std::uint64_t seq = 0;       // position in this queue, for requeue to the original place
     TimePoint expiresAt = NEVER; // from x-message-ttl and the message's expiration
+    std::uint64_t pagedHandle = 0;
+    std::uint32_t pagedBytes = 0; // the paged-out message's body size
     bool redelivered = false;
+};
+
+// A message a journal holds on disk, as a queue needs to know it without its contents.
+struct PagedMessage {
+    std::uint64_t handle = 0;
+    std::uint32_t bodyBytes = 0;
+    std::optional<Milliseconds> expiration; // its per-message TTL
 };
 
 class Queue {
@@ -46,6 +56,9 @@ public:
     std::uint64_t readyCount() const { return fresh_.size() + returned_.size(); }
     std::uint64_t readyBytes() const { return readyBytes_; }
     std::uint64_t unackedCount() const { return unacked_; }
+    // Ready messages paged out (on disk only; see QueueOptions::inMemoryLength).
+    std::uint64_t pagedCount() const { return paged_; }
+    std::uint64_t pagedBytes() const { return pagedBytes_; }
     std::size_t consumerCount() const { return consumers_.size(); }
     const std::vector<Consumer*>& consumers() const { return consumers_; }
     bool hasExclusiveConsumer() const;
@@ -56,11 +69,11 @@ public:
     // Adds a published (or dead-lettered) message. Returns false if the queue refused it
     // (x-overflow reject-publish while full).
     bool enqueue(const MessageRef& message, TimePoint now);
-    // A message recovered from disk after a restart: appended as redelivered, without telling
-    // the journal (which is where it came from). Its TTL counts from `enqueuedAt`, when it was
-    // first enqueued (before the restart), as RabbitMQ's does: one that expired while the
-    // broker was down expires now.
-    void restore(const MessageRef& message, TimePoint enqueuedAt, TimePoint now);
+    // A message recovered from disk after a restart: appended, paged out, as redelivered,
+    // without telling the journal (which is where it came from). Its TTL counts from
+    // `enqueuedAt`, when it was first enqueued (before the restart), as RabbitMQ's does: one that
+    // expired while the broker was down expires now.
+    void restore(const PagedMessage& message, TimePoint enqueuedAt, TimePoint now);
     // Removes the ready head for basic.get, skipping (and dead-lettering) expired messages.
     std::optional<QueueEntry> takeForGet(TimePoint now, bool noAck);
     // A delivered message came back unsettled: back to its position, marked redelivered.
@@ -88,13 +101,20 @@ private:
     bool hasReady() const { return !fresh_.empty() || !returned_.empty(); }
     QueueEntry popHead();
     std::optional<QueueEntry> popDeliverable(TimePoint now);
+    // Paging: the newest message leaves memory when the queue holds more than its in-memory
+    // limits; a paged-out one is read back when it is taken. False: it could not be (lost).
+    void pageOutTail();
+    bool pageIn(QueueEntry& entry);
     void expireHead(TimePoint now);
     void enforceLengthLimits(TimePoint now);
     bool overLimit(std::uint64_t extraMessages, std::uint64_t extraBytes) const;
+    // Expired or over a length limit: leaves for good, dead-lettered when the queue says so.
+    void drop(QueueEntry entry, DeathReason reason, TimePoint now);
     void deadLetter(QueueEntry entry, DeathReason reason, TimePoint now);
     // The vhost's MessageJournal, told about persistent messages of a durable queue.
+    bool journaled(const Message& message) const;
     void journalIn(const MessageRef& message);
-    void journalOut(const MessageRef& message);
+    void journalOut(const QueueEntry& entry);
     void updateDeadline();
 
     Vhost& vhost_;
@@ -107,6 +127,8 @@ private:
     std::deque<QueueEntry> fresh_;
     std::map<std::uint64_t, QueueEntry> returned_;
     std::uint64_t readyBytes_ = 0;
+    std::uint64_t paged_ = 0;
+    std::uint64_t pagedBytes_ = 0;
     std::uint64_t unacked_ = 0;
     std::uint64_t nextSeq_ = 1;
 

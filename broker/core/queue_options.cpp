@@ -39,6 +39,14 @@ Error notImplemented(std::string_view name, std::string_view what) {
 
 } // namespace
 
+std::uint64_t QueueOptions::inMemoryLength() const {
+    return mode == QueueMode::LAZY ? 0 : maxInMemoryLength.value_or(DEFAULT_IN_MEMORY_LENGTH);
+}
+
+std::uint64_t QueueOptions::inMemoryBytes() const {
+    return mode == QueueMode::LAZY ? 0 : maxInMemoryBytes.value_or(DEFAULT_IN_MEMORY_BYTES);
+}
+
 const char* overflowName(Overflow overflow) {
     switch (overflow) {
     case Overflow::DROP_HEAD:
@@ -74,6 +82,23 @@ Result<QueueOptions> queueOptionsFromArguments(bool durable, bool exclusive, boo
                 return limit.error();
             (name == "x-max-length" ? options.maxLength : options.maxLengthBytes) =
                 static_cast<std::uint64_t>(*limit);
+        } else if (name == "x-max-in-memory-length" || name == "x-max-in-memory-bytes") {
+            auto limit = integerArg(name, value, false);
+            if (!limit)
+                return limit.error();
+            (name == "x-max-in-memory-length" ? options.maxInMemoryLength
+                                              : options.maxInMemoryBytes) =
+                static_cast<std::uint64_t>(*limit);
+        } else if (name == "x-queue-mode") {
+            auto text = stringArg(name, value);
+            if (!text)
+                return text.error();
+            if (*text == "default")
+                options.mode = QueueMode::DEFAULT;
+            else if (*text == "lazy")
+                options.mode = QueueMode::LAZY;
+            else
+                return invalidArg(name, value, "expected default or lazy");
         } else if (name == "x-overflow") {
             auto text = stringArg(name, value);
             if (!text)
@@ -104,7 +129,7 @@ Result<QueueOptions> queueOptionsFromArguments(bool durable, bool exclusive, boo
         } else if (name == "x-single-active-consumer") {
             return notImplemented(name, "single active consumer");
         }
-        // Anything else (x-queue-mode, x-queue-master-locator, ...) is ignored, as in RabbitMQ.
+        // Anything else (x-queue-master-locator, ...) is ignored, as in RabbitMQ.
     }
     if (Status s = validateQueueOptions(options); !s)
         return s.error();
@@ -147,6 +172,14 @@ FieldTable queueArguments(const QueueOptions& options) {
         arguments.set("x-dead-letter-exchange", *options.deadLetterExchange);
     if (options.deadLetterRoutingKey)
         arguments.set("x-dead-letter-routing-key", *options.deadLetterRoutingKey);
+    if (options.mode == QueueMode::LAZY)
+        arguments.set("x-queue-mode", std::string("lazy"));
+    if (options.maxInMemoryLength)
+        arguments.set("x-max-in-memory-length",
+                      static_cast<std::int64_t>(*options.maxInMemoryLength));
+    if (options.maxInMemoryBytes)
+        arguments.set("x-max-in-memory-bytes",
+                      static_cast<std::int64_t>(*options.maxInMemoryBytes));
     return arguments;
 }
 
@@ -179,6 +212,14 @@ std::string describeInequivalence(const QueueOptions& declared, const QueueOptio
          [&](const QueueOptions& o) { return optionalText(o.deadLetterExchange); }},
         {"x-dead-letter-routing-key",
          [&](const QueueOptions& o) { return optionalText(o.deadLetterRoutingKey); }},
+        {"x-queue-mode",
+         [](const QueueOptions& o) {
+             return std::string(o.mode == QueueMode::LAZY ? "lazy" : "default");
+         }},
+        {"x-max-in-memory-length",
+         [&](const QueueOptions& o) { return optionalCount(o.maxInMemoryLength); }},
+        {"x-max-in-memory-bytes",
+         [&](const QueueOptions& o) { return optionalCount(o.maxInMemoryBytes); }},
     };
     for (const Field& field : fields) {
         std::string received = field.text(declared);

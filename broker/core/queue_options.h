@@ -21,6 +21,16 @@ enum class Overflow : std::uint8_t {
 };
 const char* overflowName(Overflow overflow);
 
+// x-queue-mode: LAZY keeps every message it can on disk only (RabbitMQ's lazy queues).
+enum class QueueMode : std::uint8_t { DEFAULT, LAZY };
+
+// How much of a durable queue's backlog of persistent messages stays in memory when nothing
+// says otherwise (x-max-in-memory-length, x-max-in-memory-bytes): past it, messages are paged
+// out (kept on disk only, read back when they come near the head). Other messages (transient,
+// or in a queue that is not durable) always stay in memory.
+constexpr std::uint64_t DEFAULT_IN_MEMORY_LENGTH = 10'000;
+constexpr std::uint64_t DEFAULT_IN_MEMORY_BYTES = std::uint64_t{16} << 20;
+
 struct QueueOptions {
     bool durable = false;
     bool exclusive = false;  // owned by the declaring channel; deleted when it closes
@@ -32,6 +42,14 @@ struct QueueOptions {
     Overflow overflow = Overflow::DROP_HEAD;         // x-overflow
     std::optional<std::string> deadLetterExchange;   // x-dead-letter-exchange
     std::optional<std::string> deadLetterRoutingKey; // x-dead-letter-routing-key
+    QueueMode mode = QueueMode::DEFAULT;             // x-queue-mode
+    std::optional<std::uint64_t> maxInMemoryLength;  // x-max-in-memory-length
+    std::optional<std::uint64_t> maxInMemoryBytes;   // x-max-in-memory-bytes
+
+    // The in-memory limits that apply: zero for a lazy queue, else the x-arguments or the
+    // defaults above.
+    std::uint64_t inMemoryLength() const;
+    std::uint64_t inMemoryBytes() const;
 
     friend bool operator==(const QueueOptions&, const QueueOptions&) = default;
 };

@@ -493,7 +493,8 @@ std::vector<QueueInfo> Vhost::listQueues() const {
     std::vector<QueueInfo> out;
     for (const auto& [name, q] : queues_)
         out.push_back(QueueInfo{name, q->options(), q->readyCount(), q->readyBytes(),
-                                q->unackedCount(), q->consumerCount(), q->owner() != nullptr});
+                                q->pagedCount(), q->pagedBytes(), q->unackedCount(),
+                                q->consumerCount(), q->owner() != nullptr});
     std::sort(out.begin(), out.end(),
               [](const QueueInfo& a, const QueueInfo& b) { return a.name < b.name; });
     return out;

@@ -29,6 +29,8 @@ struct QueueInfo {
     QueueOptions options;
     std::uint64_t ready = 0;
     std::uint64_t readyBytes = 0;
+    std::uint64_t paged = 0;      // ready messages paged out: on disk only
+    std::uint64_t pagedBytes = 0; // their bodies (part of readyBytes)
     std::uint64_t unacked = 0;
     std::uint64_t consumers = 0;
     bool exclusiveOwned = false;

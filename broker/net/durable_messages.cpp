@@ -64,14 +64,11 @@ std::string encode(const core::Message& m) {
     return out;
 }
 
-struct Decoded {
-    core::MessageRef message;        // nullptr for bytes that are not a message (a newer version's)
-    std::int64_t storedAtMillis = 0; // 0: written before the store kept it
-};
-
-Decoded decode(std::string_view bytes) {
+// Calls `use` with the root of a stored message's bytes; false for bytes that are not a
+// message (damaged, or a newer version's).
+template <typename Use> bool withStored(std::string_view bytes, Use&& use) {
     if (bytes.empty() || bytes.size() % sizeof(capnp::word) != 0)
-        return {};
+        return false;
     // Copied to word alignment (a record's bytes in a segment are not aligned) into one buffer
     // reused for every message.
     thread_local std::unique_ptr<capnp::word[]> words;
@@ -84,15 +81,43 @@ Decoded decode(std::string_view bytes) {
     std::memcpy(words.get(), bytes.data(), bytes.size());
     try {
         capnp::FlatArrayMessageReader reader(kj::ArrayPtr<const capnp::word>(words.get(), count));
-        const auto m = reader.getRoot<wire::Message>();
-        return Decoded{std::make_shared<const core::Message>(
-                           core::Message{text(m.getExchange()), text(m.getRoutingKey()),
-                                         fromWire(m.getProperties()), fromWire(m.getDeaths()),
-                                         protocol::paddedBody(m.getBody())}),
-                       m.getStoredAtMillis()};
+        use(reader.getRoot<wire::Message>());
+        return true;
     } catch (const kj::Exception&) {
-        return {};
+        return false;
+    } catch (const protocol::ProtocolError&) {
+        return false;
     }
+}
+
+core::MessageRef decode(std::string_view bytes) {
+    core::MessageRef message;
+    (void)withStored(bytes, [&](wire::Message::Reader m) {
+        message = std::make_shared<const core::Message>(core::Message{
+            text(m.getExchange()), text(m.getRoutingKey()), fromWire(m.getProperties()),
+            fromWire(m.getDeaths()), protocol::paddedBody(m.getBody())});
+    });
+    return message;
+}
+
+// What recovery needs of a stored message to queue it without its contents.
+struct Peeked {
+    bool ok = false;
+    std::uint32_t bodyBytes = 0;
+    std::optional<core::Milliseconds> expiration;
+    std::int64_t storedAtMillis = 0; // 0: written before the store kept it
+};
+
+Peeked peek(std::string_view bytes) {
+    Peeked p;
+    p.ok = withStored(bytes, [&](wire::Message::Reader m) {
+        p.bodyBytes = static_cast<std::uint32_t>(m.getBody().size());
+        const auto expiration = m.getProperties().getExpiration();
+        if (expiration.isMilliseconds())
+            p.expiration = fromWire(m.getProperties()).expiration; // validated as on publish
+        p.storedAtMillis = m.getStoredAtMillis();
+    });
+    return p;
 }
 
 // When a message stored at `storedAtMillis` entered its queue, on the broker's steady clock: as
@@ -169,7 +194,7 @@ void DurableMessages::syncLoop() {
 }
 
 std::size_t DurableMessages::recover(core::Broker& broker, core::TimePoint now) {
-    std::unordered_map<std::uint64_t, Decoded> decoded;
+    std::unordered_map<std::uint64_t, Peeked> peeked;
     std::size_t restored = 0;
     for (const auto& [name, entries] : recovered_.queues) {
         core::Queue* queue = nullptr;
@@ -182,20 +207,19 @@ std::size_t DurableMessages::recover(core::Broker& broker, core::TimePoint now) 
             continue;
         }
         for (const store::Recovered::Entry& entry : entries) {
-            Decoded& known = decoded[entry.messageId];
-            if (!known.message) {
-                known = decode(recovered_.messages.at(entry.messageId));
-                if (!known.message) {
+            Peeked& known = peeked[entry.messageId];
+            if (!known.ok) {
+                known = peek(recovered_.messages.at(entry.messageId));
+                if (!known.ok) {
                     spdlog::warn("message store: message {} unreadable, dropped", entry.messageId);
                     store_->ack(name, entry.messageId);
                     continue;
                 }
             }
-            const core::MessageRef& message = known.message;
-            message->journalHandle = entry.messageId;
             // Journal calls from restore (a no-ack consumer cannot exist yet, but a length
-            // limit or a TTL may drop it) go to this journal: it knows the message now.
-            queue->restore(message, enqueuedAt(known.storedAtMillis, now), now);
+            // limit or a TTL may drop it, and dead-letter it after a reload) go to this journal.
+            queue->restore(core::PagedMessage{entry.messageId, known.bodyBytes, known.expiration},
+                           enqueuedAt(known.storedAtMillis, now), now);
             ++restored;
         }
     }
@@ -218,11 +242,25 @@ void DurableMessages::enqueued(const core::Queue& queue, const core::MessageRef&
     scheduleSync();
 }
 
-void DurableMessages::removed(const core::Queue& queue, const core::MessageRef& message) {
-    if (message->journalHandle == 0)
-        return; // never written: a transient message, or one of a queue that is not durable
-    if (store_->ack(queue.name(), message->journalHandle))
+void DurableMessages::removed(const core::Queue& queue, std::uint64_t handle) {
+    if (handle == 0)
+        return; // never written
+    if (store_->ack(queue.name(), handle))
         scheduleSync();
+}
+
+core::MessageRef DurableMessages::reload(std::uint64_t handle) {
+    try {
+        core::MessageRef message = decode(store_->read(handle));
+        if (message) {
+            message->journalHandle = handle;
+            return message;
+        }
+        spdlog::error("message store: message {} unreadable, dropped", handle);
+    } catch (const store::StoreError& e) {
+        spdlog::error("message store: message {} dropped: {}", handle, e.what());
+    }
+    return nullptr;
 }
 
 void DurableMessages::queueDeleted(const core::Queue& queue) {

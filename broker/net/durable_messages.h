@@ -7,8 +7,9 @@
 // its batch (afterSync), so a confirmed message survives a kill -9.
 //
 // On start, recover() puts the messages back into their queues, in order, marked redelivered
-// (as RabbitMQ does: whether they had been delivered is not known). A message's TTL keeps
-// counting from when it was first written.
+// (as RabbitMQ does: whether they had been delivered is not known), paged out: a queue reads
+// each one back as it reaches the head (reload), so recovery holds no message bodies in memory.
+// A message's TTL keeps counting from when it was first written.
 
 #include "broker/core/broker.h"
 #include "broker/core/message_journal.h"
@@ -51,8 +52,9 @@ public:
     std::size_t recover(core::Broker& broker, core::TimePoint now);
 
     void enqueued(const core::Queue& queue, const core::MessageRef& message) override;
-    void removed(const core::Queue& queue, const core::MessageRef& message) override;
+    void removed(const core::Queue& queue, std::uint64_t handle) override;
     void queueDeleted(const core::Queue& queue) override;
+    core::MessageRef reload(std::uint64_t handle) override;
 
     // Calls `done` once everything journaled so far is on disk (failure == nullptr), or could
     // not be made so (the reason): at once when nothing is waiting to be written.

@@ -77,7 +77,7 @@ std::size_t Server::messageBytes() const {
     for (const std::string& name : broker.vhostNames())
         if (core::Vhost* vhost = broker.findVhost(name))
             for (const core::QueueInfo& queue : vhost->listQueues())
-                bytes += queue.readyBytes;
+                bytes += queue.readyBytes - queue.pagedBytes; // paged out: on disk only
     for (const auto& [id, session] : sessions_)
         bytes += session->bufferedBytes();
     return bytes;

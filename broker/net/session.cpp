@@ -553,6 +553,7 @@ void Session::handleList(std::uint64_t requestId, wire::ListKind kind) {
                 toWire(arguments, list[i].initArguments(static_cast<unsigned>(arguments.size())));
                 list[i].setReady(q.ready);
                 list[i].setReadyBytes(q.readyBytes);
+                list[i].setPagedOut(q.paged);
                 list[i].setUnacked(q.unacked);
                 list[i].setConsumers(q.consumers);
             }

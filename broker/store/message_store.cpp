@@ -108,10 +108,14 @@ void syncDirectory(const std::filesystem::path& directory) {
 struct MessageStore::Segment {
     std::uint32_t number = 0;
     std::filesystem::path path;
-    int fd = -1;                 // -1 until its first sync creates the file
-    std::uint64_t size = 0;      // bytes in the file plus those pending for it
-    std::uint64_t written = 0;   // bytes in the file (written; durable once synced)
-    std::string pending;         // records appended and not yet written
+    int fd = -1;               // -1 until its first sync creates the file
+    std::uint64_t size = 0;    // bytes in the file plus those pending for it
+    std::uint64_t written = 0; // bytes in the file (written; durable once synced)
+    std::string pending;       // records appended and not yet written: the last bytes of size
+    // The records a SyncBatch is writing (its bytes; their place in the file), so that read()
+    // finds them meanwhile. The batch's buffer does not move while it is out.
+    std::string_view inFlight;
+    std::uint64_t inFlightOffset = 0;
     std::uint64_t live = 0;      // live records in it (messages still referenced, enqueues)
     std::uint64_t liveBytes = 0; // their sizes
     ~Segment() {
@@ -460,6 +464,12 @@ MessageStore::SyncBatch MessageStore::takePending() {
         unsynced_ -= part.bytes.size();
         batch.parts.push_back(std::move(part));
     }
+    for (const SyncBatch::Part& part : batch.parts) { // now that the parts are where they stay
+        Segment& segment = *segments_.at(part.segment);
+        segment.inFlight = part.bytes;
+        // Pending bytes are the last of the segment's size (a new file's header comes first).
+        segment.inFlightOffset = segment.size - segment.pending.size() - part.bytes.size();
+    }
     inFlight_ = !batch.empty();
     return batch;
 }
@@ -492,6 +502,7 @@ void MessageStore::batchWritten(SyncBatch&& batch) {
         Segment& segment = *segments_.at(part.segment);
         segment.fd = part.fd;
         segment.written = part.offset + part.bytes.size();
+        segment.inFlight = {};
     }
     ++syncs_;
 }
@@ -504,6 +515,7 @@ void MessageStore::batchFailed(SyncBatch&& batch) {
     ++failedSyncs_;
     for (SyncBatch::Part& part : batch.parts) {
         Segment& segment = *segments_.at(part.segment);
+        segment.inFlight = {};
         if (part.written) { // an older part of the batch is on disk: keep it
             segment.fd = part.fd;
             segment.written = part.offset + part.bytes.size();
@@ -589,8 +601,22 @@ void MessageStore::compactOldest() {
     ++compactions_;
 }
 
+std::string MessageStore::read(std::uint64_t messageId) const {
+    auto it = messages_.find(messageId);
+    if (it == messages_.end())
+        throw StoreError("no message " + std::to_string(messageId) + " in the store");
+    return readMessage(it->second);
+}
+
 std::string MessageStore::readMessage(const MessageInfo& info) const {
     const Segment& segment = *segments_.at(info.segment);
+    const std::uint64_t pendingStart = segment.size - segment.pending.size();
+    if (info.offset >= pendingStart)
+        return segment.pending.substr(info.offset - pendingStart, info.size);
+    if (!segment.inFlight.empty() && info.offset >= segment.inFlightOffset &&
+        info.offset - segment.inFlightOffset < segment.inFlight.size())
+        return std::string(
+            segment.inFlight.substr(info.offset - segment.inFlightOffset, info.size));
     std::string bytes(info.size, '\0');
     std::size_t done = 0;
     while (done < info.size) {

@@ -89,6 +89,9 @@ public:
     // False (nothing written) for a pair the store does not hold: ignored.
     bool ack(std::string_view queue, std::uint64_t messageId);
     void dropQueue(std::string_view queue);
+    // A live message's bytes, wherever they are: on disk, in the batch being written, or
+    // pending. Throws StoreError for an id it does not hold or a read that fails.
+    std::string read(std::uint64_t messageId) const;
 
     // Writes what is pending and fsyncs: what was added before is on disk when it returns.
     // Throws StoreError on an I/O error (disk full): nothing half-written stays on disk, the

@@ -503,10 +503,47 @@ TEST_CASE("queueOptionsFromArguments: queue types and features Depot lacks are N
 
 TEST_CASE("queueOptionsFromArguments ignores unknown arguments") {
     auto parsed = queueOptionsFromArguments(
-        false, false, false,
-        {{"x-queue-mode", "lazy"}, {"x-queue-master-locator", "min-masters"}, {"foo", 1.0}});
+        false, false, false, {{"x-queue-master-locator", "min-masters"}, {"foo", 1.0}});
     DEPOT_REQUIRE_OK(parsed);
     CHECK(*parsed == QueueOptions{});
+}
+
+TEST_CASE("queueOptionsFromArguments: x-queue-mode and the in-memory limits") {
+    const FieldTable arguments = {{"x-queue-mode", "lazy"},
+                                  {"x-max-in-memory-length", std::int64_t{5}},
+                                  {"x-max-in-memory-bytes", std::int64_t{1000}}};
+    auto lazy = queueOptionsFromArguments(true, false, false, arguments);
+    DEPOT_REQUIRE_OK(lazy);
+    CHECK(lazy->mode == QueueMode::LAZY);
+    CHECK(lazy->inMemoryLength() == 0); // lazy: nothing kept in memory that can be paged out
+    CHECK(lazy->inMemoryBytes() == 0);
+    CHECK(queueArguments(*lazy) == arguments);
+
+    auto limited = queueOptionsFromArguments(
+        true, false, false,
+        {{"x-queue-mode", "default"}, {"x-max-in-memory-length", std::int64_t{5}}});
+    DEPOT_REQUIRE_OK(limited);
+    CHECK(limited->inMemoryLength() == 5);
+    CHECK(limited->inMemoryBytes() == DEFAULT_IN_MEMORY_BYTES);
+    CHECK(QueueOptions{}.inMemoryLength() == DEFAULT_IN_MEMORY_LENGTH);
+
+    for (const FieldTable& bad :
+         std::vector<FieldTable>{{{"x-queue-mode", "eager"}},
+                                 {{"x-queue-mode", std::int64_t{1}}},
+                                 {{"x-max-in-memory-length", "5"}},
+                                 {{"x-max-in-memory-bytes", std::int64_t{-1}}}}) {
+        CAPTURE(bad.begin()->first);
+        CHECK(codeOf(queueOptionsFromArguments(true, false, false, bad)) == "PRECONDITION_FAILED");
+    }
+
+    // A redeclare must agree, as with every other argument.
+    Broker broker;
+    Channel& ch = broker.defaultVhost().openChannel();
+    declareQueue(ch, "q", *lazy);
+    auto r = ch.declareQueue("q", *limited, T0);
+    CHECK(codeOf(r) == "PRECONDITION_FAILED");
+    CHECK(contains(textOf(r), "inequivalent arg 'x-queue-mode': received 'default' but current "
+                              "is 'lazy'"));
 }
 
 TEST_CASE("a dead-letter routing key without a dead-letter exchange is PRECONDITION_FAILED") {

@@ -213,6 +213,39 @@ TEST_CASE("store: disk use follows the backlog: acked segments go, an old surviv
     CHECK(store->stats().segments == 1); // only the active one
 }
 
+// What a queue pages out it reads back by id, wherever the bytes are at that moment.
+TEST_CASE("store: read gives a message's bytes back while pending, being written, on disk, moved") {
+    TempDir dir;
+    Recovered nothing;
+    auto store = MessageStore::open(at(dir, 4096), nothing);
+    const std::uint64_t kept = store->addMessage("the survivor");
+    store->enqueue("q", kept);
+    CHECK(store->read(kept) == "the survivor"); // pending
+    MessageStore::SyncBatch batch = store->takePending();
+    const std::uint64_t later = store->addMessage("appended meanwhile");
+    store->enqueue("q", later);
+    CHECK(store->read(kept) == "the survivor"); // in the batch
+    CHECK(store->read(later) == "appended meanwhile");
+    MessageStore::writeBatch(batch);
+    store->batchWritten(std::move(batch));
+    CHECK(store->read(kept) == "the survivor"); // in the file
+    CHECK(store->read(later) == "appended meanwhile");
+    // Enough after it, consumed, for the segment to be compacted: the survivor moves.
+    const std::string body(200, 'x');
+    for (int i = 0; i < 100; ++i) {
+        const std::uint64_t id = store->addMessage(body);
+        store->enqueue("q", id);
+        store->ack("q", id);
+    }
+    store->ack("q", later);
+    store->sync();
+    store->collect();
+    CHECK(store->stats().compactions >= 1);
+    CHECK(store->read(kept) == "the survivor");
+    CHECK_THROWS_AS(store->read(later), depot::store::StoreError); // acked: gone
+    CHECK_THROWS_AS(store->read(424242), depot::store::StoreError);
+}
+
 namespace {
 
 // A file size limit (as `ulimit -f` sets) for the scope of one test: writes past it fail with

@@ -316,3 +316,71 @@ TEST_CASE("depotd --data-dir: a TTL keeps counting across a kill -9") {
     REQUIRE(marker);
     CHECK(marker->body() == "marker");
 }
+
+// A backlog past a queue's in-memory limits waits on disk (x-queue-mode lazy: all of it; else
+// past x-max-in-memory-length): the listing says how much, every message comes back whole and in
+// order when consumed, and after a kill -9 the rest comes back paged out again.
+TEST_CASE("depotd --data-dir: a lazy queue keeps its backlog on disk and gives it back in order") {
+    TempDir data;
+    const std::string dir = data.file("depot");
+    auto persistent = persistentMessage();
+    persistent.properties.correlationId = "corr";
+    persistent.properties.headers.set("x-kind", std::string("parcel"));
+    const auto body = [](int i) { return "parcel-" + std::to_string(i) + std::string(500, '.'); };
+    {
+        DepotdProcess depotd({"--data-dir", dir});
+        auto connection = Connection::open(depotd.url());
+        connection->declareQueue("lazy", durableQueue({{"x-queue-mode", std::string("lazy")}}));
+        connection->declareQueue("limited",
+                                 durableQueue({{"x-max-in-memory-length", std::int64_t{10}}}));
+        connection->declareExchange("both", ExchangeType::FANOUT, ExchangeDeclareOptions{});
+        connection->bindQueue("lazy", "both", "");
+        connection->bindQueue("limited", "both", "");
+        for (int i = 1; i <= 300; ++i)
+            REQUIRE(connection->publishConfirmed("both", "", body(i), persistent).ack);
+        connection->publishConfirmed("both", "", "transient"); // stays in memory
+        const auto listed =
+            rows(*connection, ListKind::QUEUES, {"name", "messages_ready", "messages_paged_out"});
+        CHECK(has(listed, "name=lazy messages_ready=301 messages_paged_out=300"));
+        CHECK(has(listed, "name=limited messages_ready=301 messages_paged_out=290"));
+        for (int i = 1; i <= 100; ++i) {
+            auto message = connection->get("lazy");
+            REQUIRE(message);
+            CHECK(message->body() == body(i));
+            CHECK(message->properties().correlationId == "corr");
+            const depot::core::FieldValue* kind = message->properties().headers.find("x-kind");
+            REQUIRE(kind != nullptr);
+            CHECK(*kind == depot::core::FieldValue(std::string("parcel")));
+            CHECK_FALSE(message->redelivered());
+            message->ack();
+        }
+        auto requeued = connection->get("lazy"); // read back from disk, then returned
+        REQUIRE(requeued);
+        CHECK(requeued->body() == body(101));
+        requeued->nack(true);
+        CHECK(connection->publishConfirmed("", "limited", "marker", persistent).ack);
+        CHECK(has(rows(*connection, ListKind::QUEUES, {"name", "messages_paged_out"}),
+                  "name=lazy messages_paged_out=199"));
+        crash(depotd);
+    }
+    DepotdProcess depotd({"--data-dir", dir});
+    auto connection = Connection::open(depotd.url());
+    CHECK(has(rows(*connection, ListKind::QUEUES, {"name", "messages_ready", "messages_paged_out"}),
+              "name=lazy messages_ready=200 messages_paged_out=200"));
+    for (int i = 101; i <= 300; ++i) {
+        auto message = connection->get("lazy", true);
+        REQUIRE(message);
+        CHECK(message->body() == body(i));
+        CHECK(message->redelivered());
+    }
+    CHECK_FALSE(connection->get("lazy", true)); // the transient one is gone, as in RabbitMQ
+    int limited = 0;
+    while (auto message = connection->get("limited", true)) {
+        if (limited < 300)
+            CHECK(message->body() == body(limited + 1));
+        else
+            CHECK(message->body() == "marker");
+        ++limited;
+    }
+    CHECK(limited == 301);
+}
