@@ -499,14 +499,14 @@ private:
                                         V(argumentsText(x.getArguments()))});
             break;
         case wire::ListOk::QUEUES:
-            listing.columns = {"name",        "messages_ready",     "messages_unacked", "consumers",
-                               "ready_bytes", "messages_paged_out", "durable",          "exclusive",
-                               "auto_delete", "arguments"};
+            listing.columns = {
+                "name",    "messages_ready", "messages_unacked", "consumers", "ready_bytes",
+                "durable", "exclusive",      "auto_delete",      "arguments", "messages_paged_out"};
             for (auto q : ok.getQueues())
-                listing.rows.push_back({V(text(q.getName())), n(q.getReady()), n(q.getUnacked()),
-                                        n(q.getConsumers()), n(q.getReadyBytes()),
-                                        n(q.getPagedOut()), V(q.getDurable()), V(q.getExclusive()),
-                                        V(q.getAutoDelete()), V(argumentsText(q.getArguments()))});
+                listing.rows.push_back(
+                    {V(text(q.getName())), n(q.getReady()), n(q.getUnacked()), n(q.getConsumers()),
+                     n(q.getReadyBytes()), V(q.getDurable()), V(q.getExclusive()),
+                     V(q.getAutoDelete()), V(argumentsText(q.getArguments())), n(q.getPagedOut())});
             break;
         case wire::ListOk::BINDINGS:
             listing.columns = {"source", "destination", "destination_type", "routing_key",

@@ -29,7 +29,8 @@ public:
     virtual void removed(const Queue& queue, std::uint64_t handle) = 0;
     virtual void queueDeleted(const Queue& queue) = 0;
     // A paged-out message's contents again, its journalHandle set; nullptr when they cannot be
-    // had (an I/O error: the queue then drops the message, and says so through removed()).
+    // had (an I/O error): the queue then skips the message without calling removed(), so the
+    // journal still holds it (depotd delivers it again after a restart).
     virtual MessageRef reload(std::uint64_t handle) = 0;
 };
 

@@ -129,10 +129,9 @@ bool Queue::pageIn(QueueEntry& entry) {
         return true;
     MessageJournal* journal = vhost_.journal();
     entry.message = journal != nullptr ? journal->reload(entry.pagedHandle) : nullptr;
-    if (!entry.message) {
-        journalOut(entry); // lost (the journal said why): gone from the queue for good
-        return false;
-    }
+    // Unreadable now (the journal said why): it leaves this queue, but the journal is not told
+    // it left, so that it keeps the message for the next start rather than losing it for good.
+    return entry.message != nullptr;
     entry.pagedHandle = 0;
     entry.pagedBytes = 0;
     return true;

@@ -102,7 +102,7 @@ private:
     QueueEntry popHead();
     std::optional<QueueEntry> popDeliverable(TimePoint now);
     // Paging: the newest message leaves memory when the queue holds more than its in-memory
-    // limits; a paged-out one is read back when it is taken. False: it could not be (lost).
+    // limits; a paged-out one is read back when it is taken. False: it could not be (skipped).
     void pageOutTail();
     bool pageIn(QueueEntry& entry);
     void expireHead(TimePoint now);

@@ -212,14 +212,10 @@ std::string describeInequivalence(const QueueOptions& declared, const QueueOptio
          [&](const QueueOptions& o) { return optionalText(o.deadLetterExchange); }},
         {"x-dead-letter-routing-key",
          [&](const QueueOptions& o) { return optionalText(o.deadLetterRoutingKey); }},
-        {"x-queue-mode",
-         [](const QueueOptions& o) {
-             return std::string(o.mode == QueueMode::LAZY ? "lazy" : "default");
-         }},
-        {"x-max-in-memory-length",
-         [&](const QueueOptions& o) { return optionalCount(o.maxInMemoryLength); }},
-        {"x-max-in-memory-bytes",
-         [&](const QueueOptions& o) { return optionalCount(o.maxInMemoryBytes); }},
+        // Not x-queue-mode nor the in-memory limits: they tune where messages wait, not what
+        // the queue does, and a queue kept from before Depot knew them would refuse every
+        // client that declares it lazy (as RabbitMQ 3.12 ignores x-queue-mode). The first
+        // declare's values stay.
     };
     for (const Field& field : fields) {
         std::string received = field.text(declared);

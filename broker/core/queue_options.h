@@ -66,6 +66,7 @@ FieldTable queueArguments(const QueueOptions& options);
 Status validateQueueOptions(const QueueOptions& options);
 // The first property in which `declared` differs from `current`, phrased like RabbitMQ's
 // "inequivalent arg 'x-message-ttl' ... received '100' but current is '200'"; empty if equal.
+// x-queue-mode and the in-memory limits are not compared (see the .cpp).
 std::string describeInequivalence(const QueueOptions& declared, const QueueOptions& current);
 
 } // namespace depot::core

@@ -80,7 +80,12 @@ template <typename Use> bool withStored(std::string_view bytes, Use&& use) {
     }
     std::memcpy(words.get(), bytes.data(), bytes.size());
     try {
-        capnp::FlatArrayMessageReader reader(kj::ArrayPtr<const capnp::word>(words.get(), count));
+        // The default traversal limit (64 MiB) is below the largest body a publish may carry: as
+        // the frame reader does, allow what these bytes can hold, which a store record bounds.
+        capnp::ReaderOptions options;
+        options.traversalLimitInWords = count * 4 + 64;
+        capnp::FlatArrayMessageReader reader(kj::ArrayPtr<const capnp::word>(words.get(), count),
+                                             options);
         use(reader.getRoot<wire::Message>());
         return true;
     } catch (const kj::Exception&) {

@@ -240,7 +240,8 @@ TEST_CASE("journal: paged messages expire, overflow and are dead-lettered with t
     CHECK(std::count(events.begin(), events.end(), "out src third") == 1);
 }
 
-TEST_CASE("journal: a paged message the journal cannot give back is dropped and reported") {
+// Skipped, not acked: the journal keeps it (depotd delivers it again after a restart).
+TEST_CASE("journal: a paged message the journal cannot give back is skipped, not removed") {
     Fixture f;
     declareQueue(f.channel, "lazy",
                  queueOptions({{"x-queue-mode", std::string("lazy")}}, /*durable=*/true));
@@ -249,7 +250,7 @@ TEST_CASE("journal: a paged message the journal cannot give back is dropped and 
     f.journal.take();
     f.journal.failReloads = true;
     CHECK(drain(f.channel, "lazy") == std::vector<std::string>{"kept"});
-    CHECK(f.journal.take() == std::vector<std::string>{"out lazy lost"});
+    CHECK(f.journal.take().empty());
     CHECK(f.vhost.queue("lazy")->pagedCount() == 0);
 }
 

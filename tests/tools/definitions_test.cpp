@@ -384,3 +384,21 @@ TEST_CASE("depotd --data-dir: a lazy queue keeps its backlog on disk and gives i
     }
     CHECK(limited == 301);
 }
+
+// A body past Cap'n Proto's default read limit (64 MiB) is read back from disk whole.
+TEST_CASE("depotd --data-dir: a 70 MiB persistent message paged out comes back whole") {
+    TempDir data;
+    DepotdProcess depotd({"--data-dir", data.file("depot")});
+    auto connection = Connection::open(depotd.url());
+    connection->declareQueue("big", durableQueue({{"x-queue-mode", std::string("lazy")}}));
+    std::string body(70u << 20, 'b');
+    body.front() = 'F';
+    body.back() = 'L';
+    REQUIRE(connection->publishConfirmed("", "big", body, persistentMessage()).ack);
+    CHECK(has(rows(*connection, ListKind::QUEUES, {"name", "messages_paged_out"}),
+              "name=big messages_paged_out=1"));
+    auto message = connection->get("big", true);
+    REQUIRE(message);
+    CHECK(message->body().size() == body.size());
+    CHECK(message->body() == body);
+}
