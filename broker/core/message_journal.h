@@ -16,6 +16,7 @@
 #include "broker/core/message.h"
 
 #include <cstdint>
+#include <span>
 
 namespace depot::core {
 
@@ -28,10 +29,11 @@ public:
     // `handle` is the message's journalHandle when it was enqueued (0 when none was given).
     virtual void removed(const Queue& queue, std::uint64_t handle) = 0;
     virtual void queueDeleted(const Queue& queue) = 0;
-    // A paged-out message's contents again, its journalHandle set; nullptr when they cannot be
-    // had (an I/O error): the queue then skips the message without calling removed(), so the
-    // journal still holds it (depotd delivers it again after a restart).
-    virtual MessageRef reload(std::uint64_t handle) = 0;
+    // Paged-out messages' contents again (out[i] for handles[i]), each with its journalHandle
+    // set; nullptr for one that cannot be had (an I/O error): the queue then skips it without
+    // calling removed(), so the journal still holds it (depotd delivers it again after a
+    // restart). Several at once: the queue reads ahead, and a store reads neighbours together.
+    virtual void reload(std::span<const std::uint64_t> handles, std::span<MessageRef> out) = 0;
 };
 
 } // namespace depot::core

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <limits>
+#include <vector>
 
 namespace depot::core {
 
@@ -123,15 +124,44 @@ void Queue::pageOutTail() {
     pagedBytes_ += tail.pagedBytes;
 }
 
-// On a taken entry (out of the ready list already).
+// On a taken entry (out of the ready list already). The paged-out messages right behind it are
+// read with it (they are taken next): one call, and for a store one read from disk, for many.
 bool Queue::pageIn(QueueEntry& entry) {
     if (entry.message)
         return true;
     MessageJournal* journal = vhost_.journal();
-    entry.message = journal != nullptr ? journal->reload(entry.pagedHandle) : nullptr;
+    if (journal == nullptr)
+        return false;
+    constexpr std::size_t READ_AHEAD = 128;
+    constexpr std::uint64_t READ_AHEAD_BYTES = std::uint64_t{1} << 20;
+    std::vector<std::uint64_t> handles{entry.pagedHandle};
+    std::vector<QueueEntry*> ahead;
+    std::uint64_t bytes = entry.pagedBytes;
+    for (std::size_t i = 0; i < fresh_.size() && i < READ_AHEAD && bytes < READ_AHEAD_BYTES; ++i) {
+        QueueEntry& next = fresh_[i];
+        if (next.message)
+            continue;
+        handles.push_back(next.pagedHandle);
+        ahead.push_back(&next);
+        bytes += next.pagedBytes;
+    }
+    std::vector<MessageRef> messages(handles.size());
+    journal->reload(handles, messages);
+    for (std::size_t i = 0; i < ahead.size(); ++i) {
+        QueueEntry& next = *ahead[i];
+        if (!messages[i + 1])
+            continue; // stays paged out: tried again (and skipped) when it is taken
+        next.message = std::move(messages[i + 1]);
+        --paged_;
+        pagedBytes_ -= next.pagedBytes;
+        next.pagedHandle = 0;
+        next.pagedBytes = 0;
+    }
     // Unreadable now (the journal said why): it leaves this queue, but the journal is not told
     // it left, so that it keeps the message for the next start rather than losing it for good.
-    return entry.message != nullptr;
+    entry.message = std::move(messages[0]);
+    if (!entry.message)
+        return false;
     entry.pagedHandle = 0;
     entry.pagedBytes = 0;
     return true;

@@ -254,18 +254,18 @@ void DurableMessages::removed(const core::Queue& queue, std::uint64_t handle) {
         scheduleSync();
 }
 
-core::MessageRef DurableMessages::reload(std::uint64_t handle) {
-    try {
-        core::MessageRef message = decode(store_->read(handle));
-        if (message) {
-            message->journalHandle = handle;
-            return message;
-        }
-        spdlog::error("message store: message {} unreadable, dropped", handle);
-    } catch (const store::StoreError& e) {
-        spdlog::error("message store: message {} dropped: {}", handle, e.what());
+void DurableMessages::reload(std::span<const std::uint64_t> handles,
+                             std::span<core::MessageRef> out) {
+    std::vector<std::string> bytes = store_->read(handles);
+    for (std::size_t i = 0; i < handles.size(); ++i) {
+        out[i] = bytes[i].empty() ? nullptr : decode(bytes[i]);
+        if (out[i])
+            out[i]->journalHandle = handles[i];
+        else
+            spdlog::error("message store: message {} could not be read back; skipped (it stays "
+                          "in the store: a restart delivers it again)",
+                          handles[i]);
     }
-    return nullptr;
 }
 
 void DurableMessages::queueDeleted(const core::Queue& queue) {

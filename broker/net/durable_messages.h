@@ -24,6 +24,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -54,7 +55,7 @@ public:
     void enqueued(const core::Queue& queue, const core::MessageRef& message) override;
     void removed(const core::Queue& queue, std::uint64_t handle) override;
     void queueDeleted(const core::Queue& queue) override;
-    core::MessageRef reload(std::uint64_t handle) override;
+    void reload(std::span<const std::uint64_t> handles, std::span<core::MessageRef> out) override;
 
     // Calls `done` once everything journaled so far is on disk (failure == nullptr), or could
     // not be made so (the reason): at once when nothing is waiting to be written.

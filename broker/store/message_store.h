@@ -35,6 +35,7 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -89,9 +90,11 @@ public:
     // False (nothing written) for a pair the store does not hold: ignored.
     bool ack(std::string_view queue, std::uint64_t messageId);
     void dropQueue(std::string_view queue);
-    // A live message's bytes, wherever they are: on disk, in the batch being written, or
-    // pending. Throws StoreError for an id it does not hold or a read that fails.
-    std::string read(std::uint64_t messageId) const;
+    // Live messages' bytes, out[i] for ids[i], wherever they are: on disk, in the batch being
+    // written, or pending; "" for one it cannot read (an id it does not hold, an I/O error: a
+    // message's bytes are never empty). Neighbours in one segment file, in the order asked,
+    // come from one read.
+    std::vector<std::string> read(std::span<const std::uint64_t> ids) const;
 
     // Writes what is pending and fsyncs: what was added before is on disk when it returns.
     // Throws StoreError on an I/O error (disk full): nothing half-written stays on disk, the

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -35,19 +36,22 @@ public:
         events.push_back("out " + q.name() + " " + kept.at(handle).body);
     }
     void queueDeleted(const core::Queue& q) override { events.push_back("deleted " + q.name()); }
-    core::MessageRef reload(std::uint64_t handle) override {
-        ++reloads;
-        if (failReloads)
-            return nullptr;
-        auto message = std::make_shared<const core::Message>(kept.at(handle));
-        message->journalHandle = handle;
-        return message;
+    void reload(std::span<const std::uint64_t> handles, std::span<core::MessageRef> out) override {
+        ++reloadCalls;
+        for (std::size_t i = 0; i < handles.size(); ++i) {
+            ++reloads;
+            out[i] =
+                failReloads ? nullptr : std::make_shared<const core::Message>(kept.at(handles[i]));
+            if (out[i])
+                out[i]->journalHandle = handles[i];
+        }
     }
     std::vector<std::string> take() { return std::exchange(events, {}); }
     std::vector<std::string> events;
     std::map<std::uint64_t, core::Message> kept;
     std::uint64_t nextHandle = 1;
-    int reloads = 0;
+    int reloads = 0; // messages asked for
+    int reloadCalls = 0;
     bool failReloads = false;
 };
 
@@ -175,6 +179,7 @@ TEST_CASE("journal: a lazy queue pages out every persistent message and gives th
     CHECK(queue->readyBytes() == 6);
     CHECK(drain(f.channel, "lazy") == std::vector<std::string>{"p1", "t2", "p3"});
     CHECK(f.journal.reloads == 2);
+    CHECK(f.journal.reloadCalls == 1); // p3 read ahead with p1
     CHECK(queue->readyBytes() == 0);
 }
 
@@ -191,14 +196,16 @@ TEST_CASE("journal: x-max-in-memory-length keeps the head in memory and pages ou
     auto second = get(f.channel, "q", false);
     CHECK(f.journal.reloads == 0); // the head was in memory
     auto third = get(f.channel, "q", false);
-    CHECK(f.journal.reloads == 1);
+    // Read back with the two behind it, in one call.
+    CHECK(f.journal.reloads == 3);
+    CHECK(f.journal.reloadCalls == 1);
+    CHECK(queue->pagedCount() == 0);
     REQUIRE(third);
     CHECK(label(third) == "m3");
     // A message read back and requeued goes back to its place, in memory.
     DEPOT_REQUIRE_OK(f.channel.reject(third->deliveryTag, /*requeue=*/true, T0));
-    CHECK(queue->pagedCount() == 2);
     CHECK(drain(f.channel, "q") == std::vector<std::string>{"m3(R)", "m4", "m5"});
-    CHECK(f.journal.reloads == 3);
+    CHECK(f.journal.reloadCalls == 1);
 }
 
 TEST_CASE("journal: x-max-in-memory-bytes pages out by body size") {
@@ -230,7 +237,7 @@ TEST_CASE("journal: paged messages expire, overflow and are dead-lettered with t
     (void)publish(f.channel, "", "src", "first", T0, persistent());
     (void)publish(f.channel, "", "src", "second", T0, persistent());
     (void)publish(f.channel, "", "src", "third", at(10), persistent()); // drops "first"
-    CHECK(src->pagedCount() == 2);
+    CHECK(src->readyCount() == 2);
     f.broker.advanceTo(at(200)); // the other two expire
     CHECK(src->readyCount() == 0);
     CHECK(src->pagedCount() == 0);
@@ -265,4 +272,22 @@ TEST_CASE("journal: purging a queue with paged messages reports each one out") {
     CHECK(f.journal.take() == std::vector<std::string>{"out lazy a", "out lazy b"});
     CHECK(f.vhost.queue("lazy")->pagedCount() == 0);
     CHECK(f.journal.reloads == 0);
+}
+
+TEST_CASE("journal: read-ahead stops at 128 messages and 1 MiB") {
+    Fixture f;
+    declareQueue(f.channel, "lazy",
+                 queueOptions({{"x-queue-mode", std::string("lazy")}}, /*durable=*/true));
+    core::Queue* queue = f.vhost.queue("lazy");
+    for (int i = 0; i < 300; ++i)
+        (void)publish(f.channel, "", "lazy", "m" + std::to_string(i), T0, persistent());
+    (void)get(f.channel, "lazy", true);
+    CHECK(f.journal.reloads == 129); // the one taken and the 128 behind it
+    CHECK(queue->pagedCount() == 300 - 129);
+    DEPOT_REQUIRE_OK(f.channel.purgeQueue("lazy", T0));
+    for (int i = 0; i < 10; ++i)
+        (void)publish(f.channel, "", "lazy", std::string(300'000, 'x'), T0, persistent());
+    f.journal.reloads = 0;
+    (void)get(f.channel, "lazy", true);
+    CHECK(f.journal.reloads == 4); // 4 x 300 KB passes 1 MiB
 }
