@@ -219,8 +219,7 @@ void MessageStore::recover(Recovered& recovered) {
                 if (!r.ok())
                     break;
                 QueueIndex& index = queues_[queue];
-                index.bySequence[sequence] = QueueEntry{id, segment->number};
-                index.sequenceOf[id] = sequence;
+                index.entries[id] = QueueEntry{sequence, segment->number}; // a copy moves it
                 index.nextSequence = std::max(index.nextSequence, sequence + 1);
                 break;
             }
@@ -230,11 +229,7 @@ void MessageStore::recover(Recovered& recovered) {
                 auto q = queues_.find(queue);
                 if (!r.ok() || q == queues_.end())
                     break;
-                auto s = q->second.sequenceOf.find(id);
-                if (s != q->second.sequenceOf.end()) {
-                    q->second.bySequence.erase(s->second);
-                    q->second.sequenceOf.erase(s);
-                }
+                q->second.entries.erase(id);
                 break;
             }
             case DROP: {
@@ -255,23 +250,26 @@ void MessageStore::recover(Recovered& recovered) {
     // What is live: enqueues not acked, and the messages they reference.
     for (auto& [name, index] : queues_) {
         std::vector<Recovered::Entry>& entries = recovered.queues[name];
-        for (auto it = index.bySequence.begin(); it != index.bySequence.end();) {
-            auto message = messages_.find(it->second.messageId);
+        entries.reserve(index.entries.size());
+        for (auto it = index.entries.begin(); it != index.entries.end();) {
+            auto message = messages_.find(it->first);
             if (message == messages_.end()) { // its MESSAGE record was lost to corruption
                 recovered.problems.push_back("queue '" + name + "': message " +
-                                             std::to_string(it->second.messageId) +
-                                             " missing, dropped");
-                index.sequenceOf.erase(it->second.messageId);
-                it = index.bySequence.erase(it);
+                                             std::to_string(it->first) + " missing, dropped");
+                it = index.entries.erase(it);
                 continue;
             }
             ++message->second.references;
             Segment& segment = *segments_.at(it->second.segment);
             ++segment.live;
             segment.liveBytes += RECORD_HEADER + 18 + name.size();
-            entries.push_back(Recovered::Entry{it->second.messageId, it->first});
+            entries.push_back(Recovered::Entry{it->first, it->second.sequence});
             ++it;
         }
+        std::sort(entries.begin(), entries.end(),
+                  [](const Recovered::Entry& a, const Recovered::Entry& b) {
+                      return a.sequence < b.sequence;
+                  });
     }
     for (auto it = messages_.begin(); it != messages_.end();) {
         if (it->second.references == 0) {
@@ -364,15 +362,17 @@ bool MessageStore::enqueue(std::string_view queue, std::uint64_t messageId) {
     if (q == queues_.end())
         q = queues_.emplace(std::string(queue), QueueIndex{}).first;
     QueueIndex& index = q->second;
+    if (index.entries.contains(messageId))
+        return true; // enqueued there already
     const std::uint64_t sequence = index.nextSequence++;
-    std::string payload;
+    std::string& payload = scratch_; // no allocation per record
+    payload.clear();
     put64(payload, messageId);
     put64(payload, sequence);
     putName(payload, queue);
     append(ENQUEUE, payload);
     Segment& active = *segments_.rbegin()->second;
-    index.bySequence[sequence] = QueueEntry{messageId, active.number};
-    index.sequenceOf[messageId] = sequence;
+    index.entries.emplace(messageId, QueueEntry{sequence, active.number});
     ++active.live;
     active.liveBytes += RECORD_HEADER + payload.size();
     if (message->second.references++ == 0) {
@@ -387,16 +387,16 @@ bool MessageStore::ack(std::string_view queue, std::uint64_t messageId) {
     auto q = queues_.find(queue);
     if (q == queues_.end())
         return false;
-    auto s = q->second.sequenceOf.find(messageId);
-    if (s == q->second.sequenceOf.end())
+    auto s = q->second.entries.find(messageId);
+    if (s == q->second.entries.end())
         return false;
-    std::string payload;
+    std::string& payload = scratch_;
+    payload.clear();
     put64(payload, messageId);
     putName(payload, queue);
     append(ACK, payload);
-    const QueueEntry entry = q->second.bySequence.at(s->second);
-    q->second.bySequence.erase(s->second);
-    q->second.sequenceOf.erase(s);
+    const QueueEntry entry = s->second;
+    q->second.entries.erase(s);
     Segment& segment = *segments_.at(entry.segment);
     --segment.live;
     segment.liveBytes -=
@@ -412,12 +412,12 @@ void MessageStore::dropQueue(std::string_view queue) {
     std::string payload;
     putName(payload, queue);
     append(DROP, payload);
-    for (const auto& [sequence, entry] : q->second.bySequence) {
+    for (const auto& [messageId, entry] : q->second.entries) {
         Segment& segment = *segments_.at(entry.segment);
         --segment.live;
         segment.liveBytes -=
             std::min<std::uint64_t>(segment.liveBytes, RECORD_HEADER + 18 + queue.size());
-        release(entry.messageId);
+        release(messageId);
     }
     queues_.erase(q);
 }
@@ -581,12 +581,12 @@ void MessageStore::compactOldest() {
         active.liveBytes += RECORD_HEADER + payload.size();
     }
     for (auto& [name, index] : queues_) {
-        for (auto& [sequence, entry] : index.bySequence) {
+        for (auto& [messageId, entry] : index.entries) {
             if (entry.segment != oldest)
                 continue;
             std::string payload;
-            put64(payload, entry.messageId);
-            put64(payload, sequence);
+            put64(payload, messageId);
+            put64(payload, entry.sequence);
             putName(payload, name);
             append(ENQUEUE, payload);
             Segment& active = *segments_.rbegin()->second;

@@ -141,12 +141,13 @@ private:
         std::uint32_t references = 0;
     };
     struct QueueEntry {
-        std::uint64_t messageId = 0;
-        std::uint32_t segment = 0; // where its ENQUEUE record is
+        std::uint64_t sequence = 0; // its place in the queue (recovery sorts by it)
+        std::uint32_t segment = 0;  // where its ENQUEUE record is
     };
+    // By message id only: what an ack looks up. The order is needed only on recovery, which
+    // sorts; no ordered map to keep up on every enqueue and ack.
     struct QueueIndex {
-        std::map<std::uint64_t, QueueEntry> bySequence;
-        std::unordered_map<std::uint64_t, std::uint64_t> sequenceOf; // message id -> sequence
+        std::unordered_map<std::uint64_t, QueueEntry> entries;
         std::uint64_t nextSequence = 1;
     };
 
@@ -173,6 +174,7 @@ private:
     std::uint64_t syncs_ = 0;
     std::uint64_t failedSyncs_ = 0;
     std::uint64_t compactions_ = 0;
+    std::string scratch_; // a record's payload, built here before append() copies it
 };
 
 class StoreError : public std::runtime_error {
