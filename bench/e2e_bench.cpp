@@ -1,6 +1,6 @@
 #include "bench/e2e_bench.h"
 
-#include "bench/confirm_window.h"
+#include "bench/e2e_peer.h"
 #include "bench/local_depotd.h"
 #include "bench/report.h"
 #include "client/connection.h"
@@ -71,160 +71,84 @@ struct Outcome {
     bool complete() const { return expected == 0 || messages >= expected; }
 };
 
-// One publisher connection, one consumer connection, N messages; time from the first publish
+// Each scenario below runs its publisher and its consumer as processes of their own (see
+// e2e_peer.h), after this process declared what they use; the time runs from the first publish
 // to the last delivery.
-Outcome oneToOne(const std::string& url, const E2eOptions& options, bool acks) {
-    auto consumerConnection = client::Connection::open(url);
-    auto publisherConnection = client::Connection::open(url);
-    const std::string queue = acks ? "bench.e2e.acks" : "bench.e2e.noack";
-    consumerConnection->declareQueue(queue);
-    consumerConnection->purge(queue);
 
-    std::mutex mutex;
-    std::condition_variable done;
-    std::size_t received = 0;
-    client::ConsumeOptions consume;
-    consume.noAck = !acks;
-    consume.prefetch = acks ? 100 : 0;
-    auto consumer = consumerConnection->consume(
-        queue,
-        [&](client::Delivery& d) {
-            if (acks)
-                d.ack();
-            std::lock_guard lock(mutex);
-            if (++received == options.messages)
-                done.notify_all();
-        },
-        consume);
-
-    const std::string body(options.body, 'x');
-    const auto start = Clock::now();
-    for (std::size_t i = 0; i < options.messages; ++i)
-        publisherConnection->publish("", queue, body);
-    std::unique_lock lock(mutex);
-    const bool finished = done.wait_for(lock, std::chrono::seconds(120),
-                                        [&] { return received >= options.messages; });
-    const double seconds = secondsSince(start);
-    lock.unlock();
-    Outcome outcome{acks ? "1 -> 1, acks (prefetch 100)" : "1 -> 1, no acks",
-                    received,
-                    seconds,
-                    static_cast<double>(options.body) + 96,
-                    finished ? "" : "timed out",
-                    options.messages};
-    consumer.cancel();
-    return outcome;
+std::vector<std::string> peerArgs(const std::string& url, std::size_t count,
+                                  std::vector<std::string> more) {
+    std::vector<std::string> args = {"--url", url, "--count", std::to_string(count)};
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
 }
 
-// Counts deliveries across handlers until `expected` arrived (or two minutes passed).
-class Tally {
-public:
-    explicit Tally(std::size_t expected) : expected_(expected) {}
-    void add() {
-        std::lock_guard lock(mutex_);
-        if (++received_ == expected_)
-            done_.notify_all();
-    }
-    bool wait() {
-        std::unique_lock lock(mutex_);
-        return done_.wait_for(lock, std::chrono::seconds(120),
-                              [&] { return received_ >= expected_; });
-    }
-    std::size_t received() {
-        std::lock_guard lock(mutex_);
-        return received_;
-    }
+Outcome fromPeers(const std::string& scenario, const PeerOutcome& p, const E2eOptions& options,
+                  std::size_t expected, std::string note = {}) {
+    if (!p.completed)
+        note += (note.empty() ? "" : ", ") + std::string("timed out");
+    return Outcome{scenario,        p.received, p.seconds, static_cast<double>(options.body) + 96,
+                   std::move(note), expected};
+}
 
-private:
-    std::mutex mutex_;
-    std::condition_variable done_;
-    std::size_t expected_;
-    std::size_t received_ = 0;
-};
+// One publisher process, one consumer process, N messages.
+Outcome oneToOne(const std::string& url, const E2eOptions& options, bool acks) {
+    const std::string queue = acks ? "bench.e2e.acks" : "bench.e2e.noack";
+    {
+        auto setup = client::Connection::open(url);
+        setup->declareQueue(queue);
+        setup->purge(queue);
+    }
+    std::vector<std::string> consume = {"--queue", queue};
+    if (acks)
+        consume.insert(consume.end(), {"--acks", "--prefetch", "100"});
+    const PeerOutcome p = runPeers(
+        peerArgs(url, options.messages, consume),
+        peerArgs(url, options.messages, {"--key", queue, "--body", std::to_string(options.body)}));
+    return fromPeers(acks ? "1 -> 1, acks (prefetch 100)" : "1 -> 1, no acks", p, options,
+                     options.messages);
+}
 
 // Four publisher connections (a thread each) into one queue, four competing consumer
-// connections with acks (prefetch 100): the work-queue pattern.
+// connections with acks (prefetch 100): the work-queue pattern; a process for each side.
 Outcome fourToFour(const std::string& url, const E2eOptions& options) {
     constexpr std::size_t N = 4;
     const std::string queue = "bench.e2e.work";
-    auto setup = client::Connection::open(url);
-    setup->declareQueue(queue);
-    setup->purge(queue);
-    const std::size_t perPublisher = std::max<std::size_t>(1, options.messages / N);
-    Tally tally(perPublisher * N);
-    std::vector<std::shared_ptr<client::Connection>> consumerConnections;
-    std::vector<client::Consumer> consumers;
-    client::ConsumeOptions consume;
-    consume.prefetch = 100;
-    for (std::size_t i = 0; i < N; ++i) {
-        consumerConnections.push_back(client::Connection::open(url));
-        consumers.push_back(consumerConnections.back()->consume(
-            queue,
-            [&tally](client::Delivery& d) {
-                d.ack();
-                tally.add();
-            },
-            consume));
+    {
+        auto setup = client::Connection::open(url);
+        setup->declareQueue(queue);
+        setup->purge(queue);
     }
-    std::vector<std::shared_ptr<client::Connection>> publishers;
-    for (std::size_t i = 0; i < N; ++i)
-        publishers.push_back(client::Connection::open(url));
-    const std::string body(options.body, 'x');
-    const auto start = Clock::now();
-    std::vector<std::thread> threads;
-    for (std::size_t i = 0; i < N; ++i)
-        threads.emplace_back([&, i] {
-            for (std::size_t m = 0; m < perPublisher; ++m)
-                publishers[i]->publish("", queue, body);
-        });
-    for (std::thread& t : threads)
-        t.join();
-    const bool finished = tally.wait();
-    const double seconds = secondsSince(start);
-    for (client::Consumer& c : consumers)
-        c.cancel();
-    return Outcome{"4 -> 4, one queue, acks (prefetch 100)",
-                   tally.received(),
-                   seconds,
-                   static_cast<double>(options.body) + 96,
-                   finished ? "" : "timed out",
-                   perPublisher * N};
+    const std::size_t total = std::max<std::size_t>(1, options.messages / N) * N;
+    const PeerOutcome p = runPeers(
+        peerArgs(url, total,
+                 {"--queue", queue, "--acks", "--prefetch", "100", "--connections", "4"}),
+        peerArgs(url, total,
+                 {"--key", queue, "--body", std::to_string(options.body), "--connections", "4"}));
+    return fromPeers("4 -> 4, one queue, acks (prefetch 100)", p, options, total);
 }
 
 // One publisher, a fanout exchange bound to ten queues, a consumer (no acks) on each: every
 // message is delivered ten times; the rate counts deliveries.
 Outcome fanoutTen(const std::string& url, const E2eOptions& options) {
     constexpr std::size_t QUEUES = 10;
-    auto consumerConnection = client::Connection::open(url);
-    auto publisherConnection = client::Connection::open(url);
-    consumerConnection->declareExchange("bench.e2e.fanout", client::ExchangeType::FANOUT);
-    const std::size_t published = std::max<std::size_t>(1, options.messages / QUEUES);
-    Tally tally(published * QUEUES);
-    std::vector<client::Consumer> consumers;
-    client::ConsumeOptions consume;
-    consume.noAck = true;
-    for (std::size_t i = 0; i < QUEUES; ++i) {
-        const std::string queue = "bench.e2e.fanout." + std::to_string(i);
-        consumerConnection->declareQueue(queue);
-        consumerConnection->purge(queue);
-        consumerConnection->bindQueue(queue, "bench.e2e.fanout", "");
-        consumers.push_back(consumerConnection->consume(
-            queue, [&tally](client::Delivery&) { tally.add(); }, consume));
+    std::vector<std::string> consume;
+    {
+        auto setup = client::Connection::open(url);
+        setup->declareExchange("bench.e2e.fanout", client::ExchangeType::FANOUT);
+        for (std::size_t i = 0; i < QUEUES; ++i) {
+            const std::string queue = "bench.e2e.fanout." + std::to_string(i);
+            setup->declareQueue(queue);
+            setup->purge(queue);
+            setup->bindQueue(queue, "bench.e2e.fanout", "");
+            consume.insert(consume.end(), {"--queue", queue});
+        }
     }
-    const std::string body(options.body, 'x');
-    const auto start = Clock::now();
-    for (std::size_t i = 0; i < published; ++i)
-        publisherConnection->publish("bench.e2e.fanout", "", body);
-    const bool finished = tally.wait();
-    const double seconds = secondsSince(start);
-    for (client::Consumer& c : consumers)
-        c.cancel();
-    return Outcome{"fanout to 10 queues, no acks (deliveries)",
-                   tally.received(),
-                   seconds,
-                   static_cast<double>(options.body) + 96,
-                   finished ? "" : "timed out",
-                   published * QUEUES};
+    const std::size_t published = std::max<std::size_t>(1, options.messages / QUEUES);
+    const PeerOutcome p = runPeers(peerArgs(url, published * QUEUES, consume),
+                                   peerArgs(url, published,
+                                            {"--exchange", "bench.e2e.fanout", "--key", "any",
+                                             "--body", std::to_string(options.body)}));
+    return fromPeers("fanout to 10 queues, no acks (deliveries)", p, options, published * QUEUES);
 }
 
 // A topic exchange with 1,000 bindings (10 patterns on each of 100 queues), one publisher, a
@@ -232,45 +156,30 @@ Outcome fanoutTen(const std::string& url, const E2eOptions& options) {
 // slows with many bindings (RABBITMQ-FACTS.md); the rate counts deliveries.
 Outcome topicThousand(const std::string& url, const E2eOptions& options) {
     constexpr std::size_t QUEUES = 100, PER_QUEUE = 10;
-    auto consumerConnection = client::Connection::open(url);
-    auto publisherConnection = client::Connection::open(url);
     const std::string exchange = "bench.e2e.topic";
-    consumerConnection->declareExchange(exchange, client::ExchangeType::TOPIC);
-    const std::size_t published = std::max<std::size_t>(1, options.messages / 4);
-    Tally tally(published);
-    std::vector<client::Consumer> consumers;
-    client::ConsumeOptions consume;
-    consume.noAck = true;
-    for (std::size_t q = 0; q < QUEUES; ++q) {
-        const std::string queue = "bench.e2e.topic." + std::to_string(q);
-        consumerConnection->declareQueue(queue);
-        consumerConnection->purge(queue);
-        for (std::size_t b = 0; b < PER_QUEUE; ++b)
-            consumerConnection->bindQueue(
-                queue, exchange,
-                b % 2 == 0 ? "region" + std::to_string(q) + ".kind" + std::to_string(b) + ".*"
-                           : "region" + std::to_string(q) + ".kind" + std::to_string(b) + ".#");
-        consumers.push_back(consumerConnection->consume(
-            queue, [&tally](client::Delivery&) { tally.add(); }, consume));
+    std::vector<std::string> consume;
+    std::vector<std::string> publish = {"--exchange", exchange, "--body",
+                                        std::to_string(options.body)};
+    {
+        auto setup = client::Connection::open(url);
+        setup->declareExchange(exchange, client::ExchangeType::TOPIC);
+        for (std::size_t q = 0; q < QUEUES; ++q) {
+            const std::string queue = "bench.e2e.topic." + std::to_string(q);
+            setup->declareQueue(queue);
+            setup->purge(queue);
+            for (std::size_t b = 0; b < PER_QUEUE; ++b) {
+                const std::string prefix =
+                    "region" + std::to_string(q) + ".kind" + std::to_string(b);
+                setup->bindQueue(queue, exchange, prefix + (b % 2 == 0 ? ".*" : ".#"));
+                publish.insert(publish.end(), {"--key", prefix + ".event"});
+            }
+            consume.insert(consume.end(), {"--queue", queue});
+        }
     }
-    std::vector<std::string> keys;
-    for (std::size_t q = 0; q < QUEUES; ++q)
-        for (std::size_t b = 0; b < PER_QUEUE; ++b)
-            keys.push_back("region" + std::to_string(q) + ".kind" + std::to_string(b) + ".event");
-    const std::string body(options.body, 'x');
-    const auto start = Clock::now();
-    for (std::size_t i = 0; i < published; ++i)
-        publisherConnection->publish(exchange, keys[(i * 7919) % keys.size()], body);
-    const bool finished = tally.wait();
-    const double seconds = secondsSince(start);
-    for (client::Consumer& c : consumers)
-        c.cancel();
-    return Outcome{"topic, 1,000 bindings to 100 queues, no acks",
-                   tally.received(),
-                   seconds,
-                   static_cast<double>(options.body) + 96,
-                   finished ? "" : "timed out",
-                   published};
+    const std::size_t published = std::max<std::size_t>(1, options.messages / 4);
+    const PeerOutcome p =
+        runPeers(peerArgs(url, published, consume), peerArgs(url, published, publish));
+    return fromPeers("topic, 1,000 bindings to 100 queues, no acks", p, options, published);
 }
 
 // Persistent messages into a durable queue with publisher confirms, `inFlight` confirms
@@ -278,44 +187,26 @@ Outcome topicThousand(const std::string& url, const E2eOptions& options) {
 // and one consumer with acks. The broker writes them to disk and confirms after the fsync that
 // covers them (group commit).
 Outcome persistentConfirmed(const std::string& url, const E2eOptions& options) {
-    auto consumerConnection = client::Connection::open(url);
-    auto publisherConnection = client::Connection::open(url);
     const std::string queue = "bench.e2e.persistent";
-    client::QueueDeclareOptions durable;
-    durable.durable = true;
-    consumerConnection->declareQueue(queue, durable);
-    consumerConnection->purge(queue);
+    {
+        auto setup = client::Connection::open(url);
+        client::QueueDeclareOptions durable;
+        durable.durable = true;
+        setup->declareQueue(queue, durable);
+        setup->purge(queue);
+    }
     const std::size_t window = std::max<std::size_t>(1, options.inFlight);
-    Tally tally(options.messages);
-    client::ConsumeOptions consume;
-    consume.prefetch = 100;
-    auto consumer = consumerConnection->consume(
-        queue,
-        [&tally](client::Delivery& d) {
-            d.ack();
-            tally.add();
-        },
-        consume);
-    const std::string body(options.body, 'x');
-    const auto start = Clock::now();
-    const std::size_t nacked =
-        publishPersistentWindowed(*publisherConnection, queue, body, options.messages, window);
-    const double confirmedSeconds = secondsSince(start);
-    const bool finished = tally.wait();
-    const double seconds = secondsSince(start);
-    consumer.cancel();
+    const PeerOutcome p =
+        runPeers(peerArgs(url, options.messages, {"--queue", queue, "--acks", "--prefetch", "100"}),
+                 peerArgs(url, options.messages,
+                          {"--key", queue, "--body", std::to_string(options.body), "--persistent",
+                           "--in-flight", std::to_string(window)}));
     std::string note = std::to_string(window) + " confirms in flight; all confirmed in " +
-                       std::to_string(confirmedSeconds).substr(0, 5) + " s";
-    if (nacked > 0)
-        note += ", " + std::to_string(nacked) + " nacked";
-    if (!finished)
-        note += ", timed out";
-    return Outcome{"persistent, confirms, durable queue, acks",
-                   tally.received(),
-                   seconds,
-                   static_cast<double>(options.body) + 96,
-                   note,
-                   options.messages};
+                       std::to_string(p.publishSeconds).substr(0, 5) + " s";
+    if (p.nacked > 0)
+        note += ", " + std::to_string(p.nacked) + " nacked";
+    return fromPeers("persistent, confirms, durable queue, acks", p, options, options.messages,
+                     std::move(note));
 }
 
 Outcome confirmed(const std::string& url, const E2eOptions& options) {
@@ -632,7 +523,8 @@ bool runE2e(const E2eOptions& given) {
 void addE2eCommand(CLI::App& app) {
     auto options = std::make_shared<E2eOptions>();
     CLI::App* e2e = app.add_subcommand(
-        "e2e", "Messages through a broker over TCP: 1 publisher -> 1 consumer without and with "
+        "e2e", "Messages through a broker over TCP, the publishers and the consumers each in a "
+               "process of their own: 1 publisher -> 1 consumer without and with "
                "acks, 4 publishers -> 4 competing consumers, fanout to 10 queues, a topic "
                "exchange with 1,000 bindings, confirmed publishes, RPC round trips, next to a "
                "raw loopback TCP ceiling measured in the same run (the ratio compares bytes per "

@@ -2,6 +2,7 @@
 // own file and registers itself here with its add...Command function; main only wires them up.
 
 #include "bench/e2e_bench.h"
+#include "bench/e2e_peer.h"
 #include "bench/recovery_bench.h"
 #include "bench/route_bench.h"
 #include "bench/store_bench.h"
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
     app.require_subcommand(1);
     depot::bench::addRouteCommand(app);
     depot::bench::addE2eCommand(app);
+    depot::bench::addPeerCommand(app);
     depot::bench::addStoreCommand(app);
     depot::bench::addRecoveryCommand(app);
     CLI11_PARSE(app, argc, argv);
