@@ -67,8 +67,9 @@ struct Outcome {
     double bytesPerMessage = 0; // on the wire, for the ceiling ratio
     std::string note;
     std::size_t expected = 0; // what should have been delivered; 0 = as many as `messages`
+    bool failed = false;      // a publisher or consumer process failed (it said why on stderr)
     double rate() const { return seconds > 0 ? static_cast<double>(messages) / seconds : 0; }
-    bool complete() const { return expected == 0 || messages >= expected; }
+    bool complete() const { return !failed && (expected == 0 || messages >= expected); }
 };
 
 // Each scenario below runs its publisher and its consumer as processes of their own (see
@@ -85,9 +86,9 @@ std::vector<std::string> peerArgs(const std::string& url, std::size_t count,
 Outcome fromPeers(const std::string& scenario, const PeerOutcome& p, const E2eOptions& options,
                   std::size_t expected, std::string note = {}) {
     if (!p.completed)
-        note += (note.empty() ? "" : ", ") + std::string("timed out");
-    return Outcome{scenario,        p.received, p.seconds, static_cast<double>(options.body) + 96,
-                   std::move(note), expected};
+        note += (note.empty() ? "" : ", ") + std::string("failed or timed out (see stderr)");
+    return Outcome{scenario,        p.received, p.seconds,   static_cast<double>(options.body) + 96,
+                   std::move(note), expected,   !p.completed};
 }
 
 // One publisher process, one consumer process, N messages.
@@ -450,7 +451,8 @@ bool runE2e(const E2eOptions& given) {
     if (options.persistent) // fsyncs per second, from each local depotd's own count
         for (std::size_t t = 0; t < targets.size(); ++t)
             if (targets[t].local)
-                if (const auto fsyncs = targets[t].local->stop()) {
+                if (const auto fsyncs = targets[t].local->stop();
+                    fsyncs && results[0][t].seconds > 0) {
                     Outcome& o = results[0][t];
                     o.note += "; " + std::to_string(*fsyncs) + " fsyncs (" +
                               formatSi(static_cast<double>(*fsyncs) / o.seconds) + "/s)";

@@ -4,10 +4,13 @@
 #include "client/connection.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -15,9 +18,11 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 extern char** environ;
 
@@ -92,22 +97,30 @@ int publish(const PeerOptions& o) {
     std::size_t nacked = 0;
     std::mutex mutex;
     const std::int64_t startNanos = nowNanos();
+    std::string failure;
     std::vector<std::thread> threads;
     for (std::size_t c = 0; c < o.connections; ++c)
         threads.emplace_back([&, c] {
-            client::Connection& connection = *connections[c];
-            if (o.persistent) {
-                const std::size_t n =
-                    publishPersistentWindowed(connection, o.keys.at(0), body, each, o.inFlight);
+            try {
+                client::Connection& connection = *connections[c];
+                if (o.persistent) {
+                    const std::size_t n =
+                        publishPersistentWindowed(connection, o.keys.at(0), body, each, o.inFlight);
+                    std::lock_guard lock(mutex);
+                    nacked += n;
+                    return;
+                }
+                for (std::size_t i = 0; i < each; ++i)
+                    connection.publish(o.exchange, o.keys[(i * 7919) % o.keys.size()], body);
+            } catch (const std::exception& e) {
                 std::lock_guard lock(mutex);
-                nacked += n;
-                return;
+                failure = e.what();
             }
-            for (std::size_t i = 0; i < each; ++i)
-                connection.publish(o.exchange, o.keys[(i * 7919) % o.keys.size()], body);
         });
     for (std::thread& t : threads)
         t.join();
+    if (!failure.empty())
+        throw std::runtime_error(failure);
     const double publishedSeconds = static_cast<double>(nowNanos() - startNanos) / 1e9;
     std::cout << "started " << startNanos << "\n"
               << "published " << each * o.connections << " nacked " << nacked << " in "
@@ -120,67 +133,141 @@ int publish(const PeerOptions& o) {
     return 0;
 }
 
-// A child process with its stdin and stdout on pipes.
-struct Child {
-    pid_t pid = -1;
-    int in = -1;  // its stdin (we write, or close to say "stop")
-    int out = -1; // its stdout (we read)
+// A peer's work, its failures turned into a message on stderr and exit code 1 (the bench then
+// reports the scenario incomplete).
+template <typename Work> int guarded(const char* role, Work&& work) {
+    try {
+        return work();
+    } catch (const std::exception& e) {
+        std::cerr << "depot-bench e2e-peer " << role << ": " << e.what() << "\n";
+        return 1;
+    }
+}
 
-    std::string readLine() {
-        std::string line;
-        char c = 0;
-        while (::read(out, &c, 1) == 1 && c != '\n')
-            line += c;
-        return line;
+// A child process with its stdin and stdout on pipes. What it writes is gathered as it comes
+// (pump), so that neither side waits for the other; one that is still running when this goes
+// is killed.
+class Child {
+public:
+    Child(const std::string& role, const std::vector<std::string>& args) {
+        int toChild[2] = {-1, -1}, fromChild[2] = {-1, -1};
+        if (::pipe2(toChild, O_CLOEXEC) != 0 || ::pipe2(fromChild, O_CLOEXEC) != 0) {
+            closeAll({toChild[0], toChild[1], fromChild[0], fromChild[1]});
+            throw std::runtime_error("cannot make a pipe");
+        }
+        std::vector<std::string> all = {"depot-bench", "e2e-peer", role};
+        all.insert(all.end(), args.begin(), args.end());
+        std::vector<char*> argv;
+        for (std::string& a : all)
+            argv.push_back(a.data());
+        argv.push_back(nullptr);
+        posix_spawn_file_actions_t actions;
+        posix_spawn_file_actions_init(&actions);
+        posix_spawn_file_actions_adddup2(&actions, toChild[0], STDIN_FILENO);
+        posix_spawn_file_actions_adddup2(&actions, fromChild[1], STDOUT_FILENO);
+        const int spawned =
+            posix_spawn(&pid_, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
+        posix_spawn_file_actions_destroy(&actions);
+        closeAll({toChild[0], fromChild[1]});
+        in_ = toChild[1];
+        out_ = fromChild[0];
+        if (spawned != 0) {
+            pid_ = -1;
+            throw std::runtime_error("cannot start itself as a " + role);
+        }
     }
-    std::string readAll() {
-        std::string all;
+    Child(const Child&) = delete;
+    Child& operator=(const Child&) = delete;
+    ~Child() {
+        if (pid_ > 0)
+            ::kill(pid_, SIGKILL);
+        (void)wait();
+        closeAll({in_, out_});
+    }
+
+    int out() const { return out_; }
+    bool ended() const { return ended_; } // its stdout is closed: it exited
+    const std::string& output() const { return output_; }
+
+    // Reads what is there (after poll said so); notes the end.
+    void pump() {
         char buffer[4096];
-        ssize_t n = 0;
-        while ((n = ::read(out, buffer, sizeof buffer)) > 0)
-            all.append(buffer, static_cast<std::size_t>(n));
-        return all;
+        const ssize_t n = ::read(out_, buffer, sizeof buffer);
+        if (n > 0)
+            output_.append(buffer, static_cast<std::size_t>(n));
+        else if (n == 0 || errno != EINTR)
+            ended_ = true;
     }
-    void closeInput() {
-        if (in >= 0)
-            ::close(in);
-        in = -1;
+    // The first line it wrote that starts with `word`, once complete.
+    std::optional<std::string> line(const std::string& word) const {
+        for (std::size_t at = 0; at < output_.size();) {
+            const std::size_t end = output_.find('\n', at);
+            if (end == std::string::npos)
+                return std::nullopt;
+            if (output_.compare(at, word.size(), word) == 0)
+                return output_.substr(at, end - at);
+            at = end + 1;
+        }
+        return std::nullopt;
     }
-    // Its exit code; call after reading what it wrote.
+    void closeInput() { closeAll({std::exchange(in_, -1)}); }
+    // Its exit code (128 and more: killed), once it has exited.
     int wait() {
-        closeInput();
+        if (pid_ <= 0)
+            return exit_;
         int status = 0;
-        ::waitpid(pid, &status, 0);
-        ::close(out);
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        }
+        pid_ = -1;
+        exit_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return exit_;
     }
+    void kill() {
+        if (pid_ > 0)
+            ::kill(pid_, SIGKILL);
+    }
+
+private:
+    static void closeAll(std::initializer_list<int> fds) {
+        for (int fd : fds)
+            if (fd >= 0)
+                ::close(fd);
+    }
+
+    pid_t pid_ = -1;
+    int in_ = -1;
+    int out_ = -1;
+    bool ended_ = false;
+    int exit_ = 128;
+    std::string output_;
 };
 
-Child spawnPeer(const std::string& role, const std::vector<std::string>& args) {
-    int toChild[2], fromChild[2];
-    if (::pipe2(toChild, O_CLOEXEC) != 0 || ::pipe2(fromChild, O_CLOEXEC) != 0)
-        throw std::runtime_error("depot-bench: cannot make a pipe");
-    std::vector<std::string> all = {"depot-bench", "e2e-peer", role};
-    all.insert(all.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (std::string& a : all)
-        argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, toChild[0], STDIN_FILENO);
-    posix_spawn_file_actions_adddup2(&actions, fromChild[1], STDOUT_FILENO);
-    Child child;
-    const int spawned =
-        posix_spawn(&child.pid, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    ::close(toChild[0]);
-    ::close(fromChild[1]);
-    if (spawned != 0)
-        throw std::runtime_error("depot-bench: cannot start itself as a " + role);
-    child.in = toChild[1];
-    child.out = fromChild[0];
-    return child;
+// Pumps the children's output until `done` holds, one of `mustRun` ends, or the deadline.
+template <typename Done>
+bool pumpUntil(std::initializer_list<Child*> children, std::initializer_list<Child*> mustRun,
+               Clock::time_point deadline, Done&& done) {
+    while (!done()) {
+        for (Child* c : mustRun)
+            if (c->ended())
+                return false;
+        std::vector<pollfd> fds;
+        std::vector<Child*> polled;
+        for (Child* c : children)
+            if (!c->ended()) {
+                fds.push_back(pollfd{c->out(), POLLIN, 0});
+                polled.push_back(c);
+            }
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (fds.empty() || left.count() <= 0)
+            return false;
+        if (::poll(fds.data(), fds.size(), static_cast<int>(left.count())) < 0 && errno != EINTR)
+            return false;
+        for (std::size_t i = 0; i < fds.size(); ++i)
+            if (fds[i].revents != 0)
+                polled[i]->pump();
+    }
+    return true;
 }
 
 } // namespace
@@ -188,28 +275,39 @@ Child spawnPeer(const std::string& role, const std::vector<std::string>& args) {
 PeerOutcome runPeers(const std::vector<std::string>& consumerArgs,
                      const std::vector<std::string>& publisherArgs) {
     PeerOutcome outcome;
-    Child consumer = spawnPeer("consume", consumerArgs);
-    if (consumer.readLine() != "ready") {
-        consumer.wait();
-        throw std::runtime_error("depot-bench: the consumer process did not start");
+    try {
+        Child consumer("consume", consumerArgs);
+        if (!pumpUntil({&consumer}, {&consumer}, Clock::now() + std::chrono::seconds(30),
+                       [&] { return consumer.line("ready").has_value(); }))
+            return outcome;
+        Child publisher("publish", publisherArgs);
+        // The consumer waits 120 s at most for its messages; a publisher that fails (its
+        // output ends before the consumer is done) ends the scenario at once.
+        (void)pumpUntil({&consumer, &publisher}, {&publisher},
+                        Clock::now() + std::chrono::seconds(150),
+                        [&] { return consumer.line("received").has_value(); });
+        publisher.closeInput(); // its cue to close its connections and exit
+        (void)pumpUntil({&consumer, &publisher}, {}, Clock::now() + std::chrono::seconds(10),
+                        [&] { return consumer.ended() && publisher.ended(); });
+        consumer.kill(); // no-ops unless they hang
+        publisher.kill();
+        const int consumerExit = consumer.wait();
+        const int publisherExit = publisher.wait();
+
+        std::string word;
+        std::int64_t lastNanos = 0, startNanos = 0;
+        std::istringstream(consumer.line("received").value_or("")) >> word >> outcome.received >>
+            lastNanos; // "received N LAST_NANOS"
+        std::istringstream(publisher.line("started").value_or("")) >> word >> startNanos;
+        std::size_t published = 0;
+        std::istringstream(publisher.line("published").value_or("")) >> word >> published >> word >>
+            outcome.nacked >> word >> outcome.publishSeconds; // "published N nacked M in S"
+        if (startNanos > 0 && lastNanos > startNanos)
+            outcome.seconds = static_cast<double>(lastNanos - startNanos) / 1e9;
+        outcome.completed = consumerExit == 0 && publisherExit == 0 && outcome.seconds > 0;
+    } catch (const std::exception& e) {
+        std::cerr << "depot-bench: " << e.what() << "\n";
     }
-    Child publisher = spawnPeer("publish", publisherArgs);
-    std::istringstream received(consumer.readLine()); // "received N LAST_NANOS"
-    std::string word;
-    std::int64_t lastNanos = 0;
-    received >> word >> outcome.received >> lastNanos;
-    const int consumerExit = consumer.wait();
-    publisher.closeInput();                         // lets it go
-    std::istringstream report(publisher.readAll()); // "started NANOS\npublished N nacked M in S"
-    const int publisherExit = publisher.wait();
-    std::int64_t startNanos = 0;
-    std::size_t published = 0;
-    report >> word >> startNanos >> word >> published >> word >> outcome.nacked >> word >>
-        outcome.publishSeconds;
-    outcome.seconds = lastNanos > startNanos && startNanos > 0
-                          ? static_cast<double>(lastNanos - startNanos) / 1e9
-                          : 0;
-    outcome.completed = consumerExit == 0 && publisherExit == 0;
     return outcome;
 }
 
@@ -227,7 +325,8 @@ void addPeerCommand(CLI::App& app) {
     consumer->add_option("--queue", options->queues)->required();
     consumer->add_option("--prefetch", options->prefetch);
     consumer->add_flag("--acks", options->acks);
-    consumer->callback([options] { std::exit(consume(*options)); });
+    consumer->callback(
+        [options] { std::exit(guarded("consume", [&] { return consume(*options); })); });
     CLI::App* publisher = peer->add_subcommand("publish");
     common(publisher);
     publisher->add_option("--exchange", options->exchange);
@@ -235,7 +334,8 @@ void addPeerCommand(CLI::App& app) {
     publisher->add_option("--body", options->body);
     publisher->add_flag("--persistent", options->persistent);
     publisher->add_option("--in-flight", options->inFlight);
-    publisher->callback([options] { std::exit(publish(*options)); });
+    publisher->callback(
+        [options] { std::exit(guarded("publish", [&] { return publish(*options); })); });
     peer->require_subcommand(1);
 }
 

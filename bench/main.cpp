@@ -9,6 +9,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include <exception>
+#include <iostream>
+
 int main(int argc, char** argv) {
     CLI::App app{"depot-bench: Depot benchmarks. Each prints a markdown table and ratios against a "
                  "baseline measured in the same run. Figures are machine-dependent; nothing here "
@@ -19,6 +22,13 @@ int main(int argc, char** argv) {
     depot::bench::addPeerCommand(app);
     depot::bench::addStoreCommand(app);
     depot::bench::addRecoveryCommand(app);
-    CLI11_PARSE(app, argc, argv);
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e);
+    } catch (const std::exception& e) { // a broker that cannot be reached, say: one line
+        std::cerr << "depot-bench: " << e.what() << "\n";
+        return 1;
+    }
     return 0;
 }

@@ -1090,7 +1090,7 @@ private:
             return;
         case wire::Frame::DELIVER: {
             const auto d = frame.getDeliver();
-            auto it = consumers_.find(text(d.getConsumerTag()));
+            auto it = consumers_.find(view(d.getConsumerTag()));
             if (it == consumers_.end()) {
                 // Sent before the broker saw our cancel, or for a consumer whose consume timed
                 // out here (its consumeOk came late): give it back to the queue now rather than
@@ -1110,8 +1110,7 @@ private:
                 return;
             }
             const std::shared_ptr<ConsumerRecord> consumer = it->second;
-            consumer->handler(
-                toDelivery(text(d.getConsumerTag()), d.getMessage(), !consumer->options.noAck));
+            consumer->handler(toDelivery(it->first, d.getMessage(), !consumer->options.noAck));
             return;
         }
         case wire::Frame::RETURNED: {
@@ -1290,7 +1289,7 @@ private:
     std::uint64_t nextRequestId_ = 1;
     std::unordered_map<std::uint64_t, Callback> pending_;
     std::set<std::uint64_t> returnedIds_;
-    std::map<std::string, std::shared_ptr<ConsumerRecord>> consumers_;
+    std::map<std::string, std::shared_ptr<ConsumerRecord>, std::less<>> consumers_;
     // Consumers cancelled on this link, and whether their deliveries need an ack: deliveries
     // still in flight for them are rejected back to the queue. Cleared when the link goes.
     std::map<std::string, bool> cancelledNeedAck_;

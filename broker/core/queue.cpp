@@ -137,10 +137,12 @@ bool Queue::pageIn(QueueEntry& entry) {
     std::vector<std::uint64_t> handles{entry.pagedHandle};
     std::vector<QueueEntry*> ahead;
     std::uint64_t bytes = entry.pagedBytes;
-    for (std::size_t i = 0; i < fresh_.size() && i < READ_AHEAD && bytes < READ_AHEAD_BYTES; ++i) {
+    for (std::size_t i = 0; i < fresh_.size() && i < READ_AHEAD; ++i) {
         QueueEntry& next = fresh_[i];
         if (next.message)
             continue;
+        if (bytes + next.pagedBytes > READ_AHEAD_BYTES)
+            break;
         handles.push_back(next.pagedHandle);
         ahead.push_back(&next);
         bytes += next.pagedBytes;

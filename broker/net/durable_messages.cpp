@@ -257,14 +257,19 @@ void DurableMessages::removed(const core::Queue& queue, std::uint64_t handle) {
 void DurableMessages::reload(std::span<const std::uint64_t> handles,
                              std::span<core::MessageRef> out) {
     std::vector<std::string> bytes = store_->read(handles);
+    std::size_t failed = 0;
     for (std::size_t i = 0; i < handles.size(); ++i) {
         out[i] = bytes[i].empty() ? nullptr : decode(bytes[i]);
         if (out[i])
             out[i]->journalHandle = handles[i];
-        else
-            spdlog::error("message store: message {} could not be read back; skipped (it stays "
-                          "in the store: a restart delivers it again)",
-                          handles[i]);
+        else if (failed++ == 0)
+            spdlog::error("message store: message {} could not be read back{} (a queue skips "
+                          "what it cannot read; the store keeps it for a restart)",
+                          handles[i],
+                          handles.size() > 1
+                              ? " (with others of " + std::to_string(handles.size()) +
+                                    " read together)"
+                              : "");
     }
 }
 

@@ -289,5 +289,5 @@ TEST_CASE("journal: read-ahead stops at 128 messages and 1 MiB") {
         (void)publish(f.channel, "", "lazy", std::string(300'000, 'x'), T0, persistent());
     f.journal.reloads = 0;
     (void)get(f.channel, "lazy", true);
-    CHECK(f.journal.reloads == 4); // 4 x 300 KB passes 1 MiB
+    CHECK(f.journal.reloads == 3); // a fourth 300 KB would pass 1 MiB
 }
