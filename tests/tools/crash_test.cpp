@@ -2,6 +2,9 @@
 // publisher sends persistent messages with confirms and a consumer acks them, 20 times, and is
 // restarted on the same data dir each time. Every confirmed message must be delivered at least
 // once, and messages delivered for the first time (not redelivered) must come in publish order.
+// Once with a plain durable queue, once with a lazy one whose consumer starts late in each round:
+// its messages wait paged out and are read back from the store (pending, being written, or on
+// disk) while depotd is killed.
 
 #include "tests/support/process.h"
 
@@ -43,7 +46,8 @@ std::shared_ptr<Connection> open(const std::string& url) {
 
 } // namespace
 
-TEST_CASE("crash: kill -9 at random moments, 20 times: no confirmed message is lost") {
+// `lateConsumer`: each round's consumer starts halfway through it, so that a backlog builds.
+void crashRounds(const depot::core::FieldTable& arguments, bool lateConsumer) {
     constexpr int KILLS = 20;
     TempDir data;
     const std::string dir = data.file("depot");
@@ -55,6 +59,7 @@ TEST_CASE("crash: kill -9 at random moments, 20 times: no confirmed message is l
     persistent.properties.deliveryMode = depot::core::DeliveryMode::PERSISTENT;
     depot::client::QueueDeclareOptions durable;
     durable.durable = true;
+    durable.arguments = arguments;
     auto consume = [&](Connection& connection) {
         depot::client::ConsumeOptions options;
         options.prefetch = 50;
@@ -71,7 +76,9 @@ TEST_CASE("crash: kill -9 at random moments, 20 times: no confirmed message is l
         DepotdProcess depotd({"--data-dir", dir});
         auto consumerConnection = open(depotd.url());
         consumerConnection->declareQueue("crash", durable);
-        auto consumer = consume(*consumerConnection);
+        depot::client::Consumer consumer;
+        if (!lateConsumer)
+            consumer = consume(*consumerConnection);
         auto publisherConnection = open(depotd.url());
         std::atomic<bool> stop{false};
         std::thread publisher([&] {
@@ -87,8 +94,13 @@ TEST_CASE("crash: kill -9 at random moments, 20 times: no confirmed message is l
                 }
             }
         });
+        const int lifetime = std::uniform_int_distribution<int>(60, 260)(random);
+        if (lateConsumer) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(lifetime / 2));
+            consumer = consume(*consumerConnection);
+        }
         std::this_thread::sleep_for(
-            std::chrono::milliseconds(std::uniform_int_distribution<int>(60, 260)(random)));
+            std::chrono::milliseconds(lateConsumer ? lifetime / 2 : lifetime));
         depotd.process().signal(SIGKILL);
         depotd.process().wait();
         stop = true;
@@ -115,4 +127,12 @@ TEST_CASE("crash: kill -9 at random moments, 20 times: no confirmed message is l
     for (std::size_t i = 1; i < seen.firstTimeInOrder.size(); ++i)
         CHECK_MESSAGE(seen.firstTimeInOrder[i - 1] < seen.firstTimeInOrder[i],
                       "first deliveries out of publish order at " << i);
+}
+
+TEST_CASE("crash: kill -9 at random moments, 20 times: no confirmed message is lost") {
+    crashRounds({}, /*lateConsumer=*/false);
+}
+
+TEST_CASE("crash: the same with a lazy queue whose backlog waits paged out") {
+    crashRounds({{"x-queue-mode", std::string("lazy")}}, /*lateConsumer=*/true);
 }
