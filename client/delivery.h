@@ -46,6 +46,7 @@ public:
     bool settled() const { return settled_; }
 
 private:
+    friend class DeliveryFields;
     std::weak_ptr<AckTarget> target_;
     std::string consumerTag_;
     std::uint64_t deliveryTag_ = 0;
@@ -56,6 +57,29 @@ private:
     std::vector<core::DeathRecord> deaths_;
     std::string body_;
     bool settled_ = true;
+};
+
+// For transports: a Delivery's fields, to fill in place from what was read (no temporaries to
+// build and move in). Not for applications, which see a Delivery as read-only.
+class DeliveryFields {
+public:
+    explicit DeliveryFields(Delivery& d) : d_(d) {}
+    void head(std::weak_ptr<AckTarget> target, std::uint64_t deliveryTag, bool redelivered,
+              bool needsAck) {
+        d_.target_ = std::move(target);
+        d_.deliveryTag_ = deliveryTag;
+        d_.redelivered_ = redelivered;
+        d_.settled_ = !needsAck;
+    }
+    std::string& consumerTag() { return d_.consumerTag_; }
+    std::string& exchange() { return d_.exchange_; }
+    std::string& routingKey() { return d_.routingKey_; }
+    core::Properties& properties() { return d_.properties_; }
+    std::vector<core::DeathRecord>& deaths() { return d_.deaths_; }
+    std::string& body() { return d_.body_; }
+
+private:
+    Delivery& d_;
 };
 
 } // namespace depot::client

@@ -1169,17 +1169,24 @@ private:
         });
     }
 
-    Delivery toDelivery(std::string consumerTag, wire::Message::Reader m, bool needsAck) {
-        const auto body = m.getBody();
+    // Filled in place: one pass from the frame into the Delivery's own strings.
+    Delivery toDelivery(std::string_view consumerTag, wire::Message::Reader m, bool needsAck) {
         if (needsAck) {
             std::lock_guard lock(outMutex_);
             acks_.delivered(m.getDeliveryTag());
         }
-        return Delivery(ackLink_, std::move(consumerTag), m.getDeliveryTag(), m.getRedelivered(),
-                        text(m.getExchange()), text(m.getRoutingKey()), fromWire(m.getProperties()),
-                        fromWire(m.getDeaths()),
-                        std::string(reinterpret_cast<const char*>(body.begin()), body.size()),
-                        needsAck);
+        Delivery delivery;
+        DeliveryFields fields(delivery);
+        fields.head(ackLink_, m.getDeliveryTag(), m.getRedelivered(), needsAck);
+        fields.consumerTag() = consumerTag;
+        fields.exchange() = view(m.getExchange());
+        fields.routingKey() = view(m.getRoutingKey());
+        protocol::readProperties(m.getProperties(), fields.properties());
+        if (m.hasDeaths())
+            fields.deaths() = fromWire(m.getDeaths());
+        const auto body = m.getBody();
+        fields.body().assign(reinterpret_cast<const char*>(body.begin()), body.size());
+        return delivery; // NRVO: built where the caller wants it
     }
 
     void linkDown(const std::string& why) {
