@@ -215,7 +215,7 @@ int main(int argc, char** argv) {
     declareQueue->add_flag("--auto-delete", autoDelete, "deleted when its last consumer goes");
     declareQueue->add_option("--arg", arguments,
                              "x-argument KEY=VALUE (x-message-ttl=60000, x-max-length=10, "
-                             "x-dead-letter-exchange=dlx, ...)");
+                             "x-dead-letter-exchange=dlx, x-queue-mode=lazy, ...)");
 
     // delete exchange|queue
     auto* remove = app.add_subcommand("delete", "delete an exchange or a queue");

@@ -199,7 +199,6 @@ void DurableMessages::syncLoop() {
 }
 
 std::size_t DurableMessages::recover(core::Broker& broker, core::TimePoint now) {
-    std::unordered_map<std::uint64_t, Peeked> peeked;
     std::size_t restored = 0;
     for (const auto& [name, entries] : recovered_.queues) {
         core::Queue* queue = nullptr;
@@ -212,14 +211,13 @@ std::size_t DurableMessages::recover(core::Broker& broker, core::TimePoint now) 
             continue;
         }
         for (const store::Recovered::Entry& entry : entries) {
-            Peeked& known = peeked[entry.messageId];
+            // Peeked again for each queue that holds it: cheaper than a map of a million entries
+            // whose freed nodes would stay scattered through the heap after recovery.
+            const Peeked known = peek(recovered_.message(entry.messageId));
             if (!known.ok) {
-                known = peek(recovered_.messages.at(entry.messageId));
-                if (!known.ok) {
-                    spdlog::warn("message store: message {} unreadable, dropped", entry.messageId);
-                    store_->ack(name, entry.messageId);
-                    continue;
-                }
+                spdlog::warn("message store: message {} unreadable, dropped", entry.messageId);
+                store_->ack(name, entry.messageId);
+                continue;
             }
             // Journal calls from restore (a no-ack consumer cannot exist yet, but a length
             // limit or a TTL may drop it, and dead-letter it after a reload) go to this journal.

@@ -105,6 +105,15 @@ void syncDirectory(const std::filesystem::path& directory) {
 
 } // namespace
 
+std::string_view Recovered::message(std::uint64_t id) const {
+    auto it =
+        std::lower_bound(messages.begin(), messages.end(), id,
+                         [](const auto& entry, std::uint64_t key) { return entry.first < key; });
+    if (it == messages.end() || it->first != id)
+        throw std::out_of_range("no recovered message " + std::to_string(id));
+    return it->second;
+}
+
 struct MessageStore::Segment {
     std::uint32_t number = 0;
     std::filesystem::path path;
@@ -153,6 +162,7 @@ void MessageStore::recover(Recovered& recovered) {
             numbers.push_back(number);
     }
     std::sort(numbers.begin(), numbers.end());
+    std::unordered_map<std::uint32_t, std::size_t> dataOf; // segment number -> segmentData index
 
     for (std::size_t index = 0; index < numbers.size(); ++index) {
         const bool last = index + 1 == numbers.size();
@@ -169,6 +179,7 @@ void MessageStore::recover(Recovered& recovered) {
         // Kept until the owner is done with `recovered`: messages are views into it (one
         // allocation per segment, released whole, rather than one per message).
         recovered.segmentData.push_back(readFile(segment->fd, fileSize));
+        dataOf[segment->number] = recovered.segmentData.size() - 1;
         const std::string& data = recovered.segmentData.back();
         std::size_t at = SEGMENT_HEADER;
         if (data.size() < SEGMENT_HEADER || std::memcmp(data.data(), MAGIC, 8) != 0) {
@@ -207,8 +218,6 @@ void MessageStore::recover(Recovered& recovered) {
                 const auto offset = at + RECORD_HEADER + r.offsetFrom(payload);
                 messages_[id] =
                     MessageInfo{segment->number, offset, static_cast<std::uint32_t>(r.left()), 0};
-                recovered.messages[id] =
-                    std::string_view(payload + r.offsetFrom(payload), r.left());
                 nextMessageId_ = std::max(nextMessageId_, id + 1);
                 break;
             }
@@ -271,17 +280,21 @@ void MessageStore::recover(Recovered& recovered) {
                       return a.sequence < b.sequence;
                   });
     }
+    recovered.messages.reserve(messages_.size());
     for (auto it = messages_.begin(); it != messages_.end();) {
         if (it->second.references == 0) {
-            recovered.messages.erase(it->first);
             it = messages_.erase(it);
             continue;
         }
         Segment& segment = *segments_.at(it->second.segment);
         ++segment.live;
         segment.liveBytes += RECORD_HEADER + 8 + it->second.size;
+        const std::string& data = recovered.segmentData[dataOf.at(it->second.segment)];
+        recovered.messages.emplace_back(
+            it->first, std::string_view(data).substr(it->second.offset, it->second.size));
         ++it;
     }
+    std::sort(recovered.messages.begin(), recovered.messages.end());
 }
 
 // In memory only: its file is created by the sync that first writes to it, so that starting a

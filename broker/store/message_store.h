@@ -40,6 +40,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 namespace depot::store {
@@ -51,9 +52,13 @@ struct Recovered {
         std::uint64_t sequence = 0;
     };
     std::map<std::string, std::vector<Entry>, std::less<>> queues; // in queue order
-    std::unordered_map<std::uint64_t, std::string_view> messages;  // id -> bytes (in segmentData)
-    std::vector<std::string> segmentData;                          // what was read of each segment
-    std::vector<std::string> problems; // torn tails and corruption found, one line each
+    // The live messages' bytes (views into segmentData), by id, sorted: one allocation, not a
+    // node per message.
+    std::vector<std::pair<std::uint64_t, std::string_view>> messages;
+    std::vector<std::string> segmentData; // what was read of each segment
+    std::vector<std::string> problems;    // torn tails and corruption found, one line each
+    // A live message's bytes; throws std::out_of_range for an id it does not have.
+    std::string_view message(std::uint64_t id) const;
 };
 
 struct StoreStats {

@@ -38,7 +38,7 @@ std::vector<std::string> bodies(const Recovered& recovered, const std::string& q
     if (q == recovered.queues.end())
         return out;
     for (const auto& entry : q->second)
-        out.emplace_back(recovered.messages.at(entry.messageId));
+        out.emplace_back(recovered.message(entry.messageId));
     return out;
 }
 
