@@ -590,17 +590,22 @@ private:
         return future;
     }
 
-    // Registered and written from the caller's thread: when the socket is idle the frame
-    // leaves at once (appendFrame's urgent write), without waking the io thread first. Not
-    // connected: `done` is told at once. Returns the request's id.
+    // Registered and written from the caller's thread: a request alone in flight (an RPC, a
+    // confirm waited for) leaves at once when the socket is idle (appendFrame's urgent write),
+    // without waking the io thread first. Requests behind others already in flight (a window of
+    // confirms) gain nothing from that, since their answers queue behind the others': they go
+    // with the io thread's next batched write, many per system call. Not connected: `done` is
+    // told at once. Returns the request's id.
     std::uint64_t startRequest(const Fill& fill, Callback done) {
         std::uint64_t sent = 0;
+        bool alone = false;
         {
             std::lock_guard lock(pendingMutex_);
             sent = nextRequestId_++;
+            alone = pending_.empty();
             pending_.emplace(sent, std::move(done));
         }
-        if (!appendFrame(sent, fill, /*force=*/false, /*urgent=*/!onIoThread())) {
+        if (!appendFrame(sent, fill, /*force=*/false, /*urgent=*/alone && !onIoThread())) {
             // Not connected (or reconnecting): fail now, unless linkDown already did.
             if (Callback failed = takePending(sent)) {
                 std::string reason;
