@@ -169,12 +169,12 @@ public:
             posix_spawn(&pid_, "/proc/self/exe", &actions, nullptr, argv.data(), environ);
         posix_spawn_file_actions_destroy(&actions);
         closeAll({toChild[0], fromChild[1]});
-        in_ = toChild[1];
-        out_ = fromChild[0];
-        if (spawned != 0) {
-            pid_ = -1;
+        if (spawned != 0) { // no destructor runs for a constructor that throws
+            closeAll({toChild[1], fromChild[0]});
             throw std::runtime_error("cannot start itself as a " + role);
         }
+        in_ = toChild[1];
+        out_ = fromChild[0];
     }
     Child(const Child&) = delete;
     Child& operator=(const Child&) = delete;
@@ -187,7 +187,6 @@ public:
 
     int out() const { return out_; }
     bool ended() const { return ended_; } // its stdout is closed: it exited
-    const std::string& output() const { return output_; }
 
     // Reads what is there (after poll said so); notes the end.
     void pump() {
