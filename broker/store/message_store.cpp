@@ -559,7 +559,7 @@ void MessageStore::collect() {
         Segment& oldest = *segments_.begin()->second;
         const double live = static_cast<double>(oldest.liveBytes) /
                             static_cast<double>(std::max<std::uint64_t>(1, oldest.size));
-        if (oldest.live > 0 && live >= options_.compactBelow)
+        if (oldest.live > 0 && (live >= options_.compactBelow || !mostlyDead()))
             return;
         // Whatever is pending first: compaction reads records from the files, and a segment is
         // deleted only once its records (and those of older ones) are on disk.
@@ -572,6 +572,15 @@ void MessageStore::collect() {
         }
         compactOldest();
     }
+}
+
+bool MessageStore::mostlyDead() const {
+    std::uint64_t total = 0, live = 0;
+    for (const auto& [number, segment] : segments_) {
+        total += segment->size;
+        live += std::min(segment->liveBytes, segment->size);
+    }
+    return total - live > live;
 }
 
 // Copies the oldest segment's live records to the active one (messages with their ids,

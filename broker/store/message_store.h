@@ -26,9 +26,12 @@
 //
 // Disk use follows the live backlog: segments are deleted oldest first once nothing in them is
 // live (no message still enqueued somewhere, no enqueue not yet acked); and the oldest segment,
-// when little of it is live, is compacted (its live records copied to the active segment) so
-// that one old message does not pin everything written after it. Only the oldest is ever
-// deleted, so an ACK or DROP record is never deleted before the ENQUEUE records it cancels.
+// when little of it is live and the store holds more dead bytes than live ones, is compacted
+// (its live records copied to the active segment) so that one old message does not pin
+// everything written after it. The second condition spares a queue drained in order: its head
+// segment, nearly consumed, would be copied only to be consumed a moment later; meanwhile disk
+// use stays under twice the live bytes (plus a segment). Only the oldest is ever deleted, so
+// an ACK or DROP record is never deleted before the ENQUEUE records it cancels.
 
 #include <cstddef>
 #include <cstdint>
@@ -164,6 +167,7 @@ private:
     void append(std::uint8_t type, std::string_view head, std::string_view tail = {});
     void release(std::uint64_t messageId);
     void compactOldest();
+    bool mostlyDead() const; // more dead bytes than live ones on disk
     std::string readMessage(const MessageInfo& info) const;
     void segmentLost(std::uint32_t segment); // a live record in it went away
 

@@ -255,6 +255,34 @@ TEST_CASE("store: read gives a message's bytes back while pending, being written
     CHECK(reader.read(later).empty()); // acked: gone
 }
 
+// A queue consumed in order: the head segment, nearly all consumed, is not copied to the active
+// one (its last messages would be consumed a moment later); it goes when it is all dead.
+TEST_CASE("store: a queue drained in order is not compacted under its consumer") {
+    TempDir dir;
+    Recovered nothing;
+    auto store = MessageStore::open(at(dir, 4096), nothing); // about 28 messages a segment
+    std::vector<std::uint64_t> ids;
+    const std::string body(100, 'b');
+    for (int i = 0; i < 400; ++i) {
+        ids.push_back(store->addMessage(body));
+        store->enqueue("q", ids.back());
+    }
+    store->sync();
+    const std::size_t segments = store->stats().segments;
+    for (int i = 0; i < 25; ++i) // the head segment: under a quarter of it still live
+        store->ack("q", ids[static_cast<std::size_t>(i)]);
+    store->sync();
+    store->collect();
+    CHECK(store->stats().compactions == 0);
+    CHECK(store->stats().segments == segments);
+    for (int i = 25; i < 40; ++i) // past it: deleted, nothing copied
+        store->ack("q", ids[static_cast<std::size_t>(i)]);
+    store->sync();
+    store->collect();
+    CHECK(store->stats().compactions == 0);
+    CHECK(store->stats().segments < segments);
+}
+
 namespace {
 
 // A file size limit (as `ulimit -f` sets) for the scope of one test: writes past it fail with
