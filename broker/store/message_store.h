@@ -29,9 +29,9 @@
 // when little of it is live and the store holds more dead bytes than live ones, is compacted
 // (its live records copied to the active segment) so that one old message does not pin
 // everything written after it. The second condition spares a queue drained in order: its head
-// segment, nearly consumed, would be copied only to be consumed a moment later; meanwhile disk
-// use stays under twice the live bytes (plus a segment). Only the oldest is ever deleted, so
-// an ACK or DROP record is never deleted before the ENQUEUE records it cancels.
+// segment, nearly consumed, would be copied only to be consumed a moment later (disk use may
+// then reach about twice the live bytes before compaction starts). Only the oldest is ever
+// deleted, so an ACK or DROP record is never deleted before the ENQUEUE records it cancels.
 
 #include <cstddef>
 #include <cstdint>
