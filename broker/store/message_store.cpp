@@ -375,7 +375,8 @@ bool MessageStore::enqueue(std::string_view queue, std::uint64_t messageId) {
     if (q == queues_.end())
         q = queues_.emplace(std::string(queue), QueueIndex{}).first;
     QueueIndex& index = q->second;
-    if (index.entries.contains(messageId))
+    auto [slot, inserted] = index.entries.try_emplace(messageId); // one lookup
+    if (!inserted)
         return true; // enqueued there already
     const std::uint64_t sequence = index.nextSequence++;
     std::string& payload = scratch_; // no allocation per record
@@ -385,7 +386,7 @@ bool MessageStore::enqueue(std::string_view queue, std::uint64_t messageId) {
     putName(payload, queue);
     append(ENQUEUE, payload);
     Segment& active = *segments_.rbegin()->second;
-    index.entries.emplace(messageId, QueueEntry{sequence, active.number});
+    slot->second = QueueEntry{sequence, active.number};
     ++active.live;
     active.liveBytes += RECORD_HEADER + payload.size();
     if (message->second.references++ == 0) {
