@@ -184,7 +184,7 @@ Outcome topicThousand(const std::string& url, const E2eOptions& options) {
 }
 
 // Persistent messages into a durable queue with publisher confirms, `inFlight` confirms
-// outstanding (publishConfirmedAsync with a window: wait for the oldest before publishing more)
+// outstanding (client::ConfirmWindow: publish waits while the window is full)
 // and one consumer with acks. The broker writes them to disk and confirms after the fsync that
 // covers them (group commit).
 Outcome persistentConfirmed(const std::string& url, const E2eOptions& options) {
@@ -562,7 +562,7 @@ void addE2eCommand(CLI::App& app) {
         ->check(CLI::IsMember(
             {"1to1", "1to1-acks", "4to4", "fanout", "topic", "confirm", "persistent"}));
     e2e->add_option("--in-flight", options->inFlight,
-                    "with --persistent: confirms outstanding at most (publishConfirmedAsync)")
+                    "with --persistent: confirms outstanding at most (client::ConfirmWindow)")
         ->check(CLI::Range(std::size_t{1}, std::size_t{100'000}))
         ->capture_default_str();
     e2e->callback([options] {

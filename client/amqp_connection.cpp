@@ -225,20 +225,36 @@ public:
     std::future<Confirmation> publishConfirmedAsync(std::string_view exchange,
                                                     std::string_view routingKey, std::string body,
                                                     const PublishOptions& options) override {
-        const amqp::EncodedProperties properties(options.properties);
         auto answer = std::make_shared<std::promise<Confirmation>>();
         auto future = answer->get_future();
+        publishConfirmedThen(exchange, routingKey, std::move(body), options,
+                             [answer](const Confirmation* confirmation, const Error* failure) {
+                                 if (failure != nullptr)
+                                     answer->set_exception(std::make_exception_ptr(*failure));
+                                 else
+                                     answer->set_value(*confirmation);
+                             });
+        return future;
+    }
+
+protected:
+    // Pipelined: the broker's confirm (basic.ack, often "multiple") settles it later, on the
+    // reader's thread. Not connected: throws, as publishConfirmedAsync always has here.
+    void publishConfirmedThen(std::string_view exchange, std::string_view routingKey,
+                              std::string body, const PublishOptions& options,
+                              ConfirmCallback settled) override {
+        const amqp::EncodedProperties properties(options.properties);
         locked([&] {
             const std::uint64_t seq =
                 publishLocked(exchange, routingKey, body, options.mandatory, properties);
             if (seq == 0)
                 throw Error(ErrorKind::CONNECTION_LOST, "not connected: " + downReason_);
-            confirms_.emplace(seq, answer);
+            confirms_.emplace(seq, std::move(settled));
             return 0;
         });
-        return future;
     }
 
+public:
     std::optional<Delivery> get(std::string_view queue, bool noAck) override {
         const std::string n(queue);
         return locked([&]() -> std::optional<Delivery> {
@@ -732,7 +748,7 @@ private:
             if (!ack)
                 c.reason = "the broker nacked the message (a queue refused it: x-overflow "
                            "reject-publish, or an internal error)";
-            it->second->set_value(std::move(c));
+            it->second(&c, nullptr);
         }
         confirms_.erase(begin, end);
         returnedBeforeAck_ = false;
@@ -740,7 +756,7 @@ private:
 
     void failConfirms(const Error& why) {
         for (auto& entry : confirms_)
-            entry.second->set_exception(std::make_exception_ptr(why));
+            entry.second(nullptr, &why);
         confirms_.clear();
     }
 
@@ -898,7 +914,7 @@ private:
     std::shared_ptr<AmqpAckLink> links_[CONSUME + 1];
     std::uint64_t publishSeq_ = 0;
     bool returnedBeforeAck_ = false;
-    std::map<std::uint64_t, std::shared_ptr<std::promise<Confirmation>>> confirms_;
+    std::map<std::uint64_t, ConfirmCallback> confirms_; // by publish sequence number
     Topology topology_;
     std::map<std::string, std::shared_ptr<ConsumerRecord>> consumers_;
     std::unordered_map<std::string, bool> cancelledNeedAck_;

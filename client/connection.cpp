@@ -400,6 +400,8 @@ void Connection::publishConfirmedThen(std::string_view exchange, std::string_vie
     try {
         confirmation = publishConfirmed(exchange, routingKey, std::move(body), options);
     } catch (const Error& error) {
+        if (error.kind() == ErrorKind::CONNECTION_LOST)
+            throw; // closed: thrown, as every transport does
         settled(nullptr, &error);
         return;
     }

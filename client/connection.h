@@ -207,6 +207,8 @@ public:
     void onEvent(std::function<void(ConnectionEvent)> handler);
 
 protected:
+    friend class ConfirmWindow; // publishes through publishConfirmedThen
+
     // A handler the transport calls on its own (I/O or broker) thread. It must not block; the
     // library's public handlers are RawHandlers that post to the dispatcher.
     using RawHandler = std::function<void(Delivery&&)>;
@@ -218,8 +220,10 @@ protected:
     // --- what each transport implements ---
     // Starts a consumer and returns its tag; `handler` runs on the transport's thread.
     // Publishes with a confirm and tells `settled` its outcome (the confirmation, or the
-    // failure), on the transport's thread or before returning. request() waits for the reply
-    // alone and learns of a refusal through this. By default: publishConfirmed.
+    // failure), on the transport's thread or before returning; throws (and never tells
+    // `settled`) when the connection is closed. request() waits for the reply alone and learns
+    // of a refusal through this; ConfirmWindow counts confirms with it. By default:
+    // publishConfirmed.
     using ConfirmCallback = std::function<void(const Confirmation*, const Error*)>;
     virtual void publishConfirmedThen(std::string_view exchange, std::string_view routingKey,
                                       std::string body, const PublishOptions& options,

@@ -50,6 +50,11 @@ void Dispatcher::post(std::function<void()> task) {
     queue_->wake.notify_one();
 }
 
+void Dispatcher::onIdle(std::function<void()> idle) {
+    std::lock_guard lock(queue_->mutex);
+    queue_->idle = std::move(idle);
+}
+
 bool Dispatcher::onDispatcherThread() const {
     return std::this_thread::get_id() == threadId_;
 }
@@ -71,6 +76,12 @@ void Dispatcher::stop() {
 void Dispatcher::run(const std::shared_ptr<Queue>& queue) {
     std::unique_lock lock(queue->mutex);
     for (;;) {
+        if (queue->tasks.empty() && !queue->stopping && queue->idle) {
+            const std::function<void()>& idle = queue->idle; // set once, before any task
+            lock.unlock();
+            idle();
+            lock.lock();
+        }
         queue->wake.wait(lock, [&] { return queue->stopping || !queue->tasks.empty(); });
         if (queue->tasks.empty())
             return; // stopping, and everything queued before stop() has run

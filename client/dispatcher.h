@@ -44,6 +44,10 @@ public:
         bool posted_ = false;
     };
     bool onDispatcherThread() const;
+    // Called on the dispatcher thread whenever it has run everything queued, before it waits
+    // (a transport writes there what its handlers left for a batched write: coalesced acks).
+    // Not after stop(). Set it before posting anything that needs it.
+    void onIdle(std::function<void()> idle);
     // Runs what is queued, then joins the thread. From the dispatcher thread itself it only
     // stops taking work (a handler cannot join its own thread): what is still queued is dropped.
     void stop();
@@ -55,6 +59,7 @@ private:
         std::condition_variable wake;
         std::deque<std::function<void()>> tasks;
         bool stopping = false;
+        std::function<void()> idle;
     };
     static void run(const std::shared_ptr<Queue>& queue);
 

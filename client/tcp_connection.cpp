@@ -42,6 +42,9 @@ constexpr std::size_t SCRATCH_WORDS = 1024;
 // writes them): a request or a reply is one or two.
 constexpr std::size_t MAX_INLINE_RANGES = 16;
 constexpr std::chrono::milliseconds FIRST_BACKOFF{100};
+// A handler's acks wait for the end of its batch, but at most this many: a consumer with a
+// prefetch window of 100 tells the broker of its progress about three times per window.
+constexpr std::size_t ACK_BATCH = 32;
 // A publisher waits while this much is queued for the socket and not yet written: the broker
 // (or the network) sets the pace, and the client's memory stays bounded.
 constexpr std::size_t PUBLISH_BACKLOG_LIMIT = std::size_t{8} << 20;
@@ -69,7 +72,13 @@ private:
 class TcpConnection final : public Connection {
 public:
     TcpConnection(BrokerUrl url, ConnectionOptions options)
-        : url_(std::move(url)), options_(std::move(options)), socket_(io_), timer_(io_) {}
+        : url_(std::move(url)), options_(std::move(options)), socket_(io_), timer_(io_) {
+        // Acks that handlers made in a batch leave when the batch is done (see settle).
+        dispatcher().onIdle([this] {
+            std::lock_guard lock(outMutex_);
+            writeAcksNowLocked();
+        });
+    }
 
     ~TcpConnection() override {
         try {
@@ -942,7 +951,14 @@ private:
             if (!outOpen_)
                 return;
             if (kind == Settle::ACK && acks_.ack(tag, multiple)) {
-                wake = wantFlushLocked(); // the pending multiple ack goes with the next write
+                // The pending multiple ack goes with the next write. A handler's ack waits
+                // for the end of the dispatcher's batch (its idle hook), or for ACK_BATCH
+                // more, and is then written from this thread: no wake-up of the io thread,
+                // and the broker refills a consumer's prefetch window before it runs dry.
+                if (!dispatcher().onDispatcherThread())
+                    wake = wantFlushLocked();
+                else if (++deferredAcks_ >= ACK_BATCH)
+                    writeAcksNowLocked();
             } else {
                 if (kind != Settle::ACK)
                     acks_.settledOtherwise(tag, multiple);
@@ -995,8 +1011,19 @@ private:
         outbox_.append(builder);
     }
 
+    // With outMutex_ held: the coalesced ack, if any, written from this thread when the socket
+    // is idle; else it goes with the write in progress's successor (or the posted flush).
+    void writeAcksNowLocked() {
+        if (!acks_.hasPending() || !outOpen_)
+            return;
+        appendPendingAckLocked();
+        if (!flushPosted_ && !outbox_.writing())
+            writeNowLocked();
+    }
+
     // With outMutex_ held: the coalesced "ack multiple", if one is pending, into the outbox.
     void appendPendingAckLocked() {
+        deferredAcks_ = 0;
         if (const std::uint64_t tag = acks_.takePending())
             appendSmallLocked([tag](wire::Frame::Builder f) {
                 auto a = f.initAck();
@@ -1314,9 +1341,10 @@ private:
     std::mutex outMutex_;
     std::condition_variable room_; // a write completed, or the link went: publishers may go on
     protocol::Outbox outbox_;
-    AckCoalescer acks_;          // this link's deliveries that need an ack
-    std::uint64_t outEpoch_ = 0; // bumped when the outbox is replaced (a link comes or goes)
-    std::string outDownReason_;  // why the link went down, for other threads' errors
+    AckCoalescer acks_;            // this link's deliveries that need an ack
+    std::size_t deferredAcks_ = 0; // handlers' acks absorbed into acks_ since it was last sent
+    std::uint64_t outEpoch_ = 0;   // bumped when the outbox is replaced (a link comes or goes)
+    std::string outDownReason_;    // why the link went down, for other threads' errors
     bool flushPosted_ = false;
     bool outOpen_ = false; // others may append: the link is open and recovery is queued
 };

@@ -7,8 +7,10 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -53,6 +55,39 @@ TEST_CASE("stop() runs what is queued, then ignores new tasks") {
     dispatcher.post([&done] { done.push(99); });
     dispatcher.stop();
     CHECK(done.size() == 5);
+}
+
+TEST_CASE("onIdle runs when everything queued has run, not between tasks, and not after stop()") {
+    Inbox<int> done;
+    std::mutex mutex;
+    std::vector<std::size_t> seenAtIdle; // how many tasks had run each time the hook ran
+    Dispatcher dispatcher;
+    dispatcher.onIdle([&] {
+        CHECK(dispatcher.onDispatcherThread());
+        std::lock_guard lock(mutex);
+        seenAtIdle.push_back(done.size());
+    });
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    dispatcher.post([released] { released.wait(); });
+    for (int i = 0; i < 5; ++i)
+        dispatcher.post([&done, i] { done.push(i); });
+    release.set_value();
+    REQUIRE(done.waitFor(5));
+    for (int tries = 0; tries < 500; ++tries) { // the hook runs just after the last task
+        {
+            std::lock_guard lock(mutex);
+            if (!seenAtIdle.empty() && seenAtIdle.back() == 5)
+                break;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    dispatcher.stop();
+    std::lock_guard lock(mutex);
+    REQUIRE_FALSE(seenAtIdle.empty());
+    CHECK(seenAtIdle.back() == 5);
+    for (const std::size_t seen : seenAtIdle)
+        CHECK((seen == 0 || seen == 5)); // 0: idle before the first post
 }
 
 TEST_CASE("a task that throws is dropped: the next ones run") {

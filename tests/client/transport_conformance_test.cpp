@@ -6,6 +6,7 @@
 #include "tests/client/client_helpers.h"
 #include "tests/client/test_urls.h"
 
+#include "client/confirm_window.h"
 #include "client/connection.h"
 
 #include <doctest/doctest.h>
@@ -201,6 +202,32 @@ TEST_CASE("prefetch: a consumer holds at most `prefetch` unacked deliveries") {
         REQUIRE(inbox.waitFor(3));
         CHECK(bodies(inbox.items()) == std::vector<std::string>{"m0", "m1", "m2"});
         CHECK(readyCount(*connection, "slow") == 2);
+    });
+}
+
+TEST_CASE("acks made by handlers reach the broker: a small prefetch window keeps moving") {
+    // Over depot:// a handler's acks are held back until its batch of deliveries is done (or 32
+    // are held): the batch's end must send them, or a window smaller than that would stall.
+    forEachUrl([](const std::string& url) {
+        auto observer = Connection::open(url);
+        for (const std::uint32_t prefetch : {1U, 3U, 100U}) {
+            CAPTURE(prefetch);
+            const std::string queue = "window-" + std::to_string(prefetch);
+            observer->declareQueue(queue);
+            for (int i = 0; i < 300; ++i)
+                observer->publish("", queue, std::to_string(i));
+            Inbox<Delivery> inbox;
+            {
+                auto connection = Connection::open(url);
+                ConsumeOptions options;
+                options.prefetch = prefetch;
+                Consumer consumer = connection->consume(queue, ackingInto(inbox), options);
+                REQUIRE(inbox.waitFor(300));
+                CHECK(inbox.at(299).body() == "299");
+                connection->close(); // would requeue whatever the broker saw no ack for
+            }
+            CHECK(readyCount(*observer, queue) == 0);
+        }
     });
 }
 
@@ -704,6 +731,58 @@ TEST_CASE("close: CLOSED reaches onEvent, later calls throw CONNECTION_LOST") {
         CHECK(errorOf([&] { (void)connection->get("q"); }) == "CONNECTION_LOST");
         CHECK(errorOf([&] { (void)connection->consume("q", [](Delivery&) {}); }) ==
               "CONNECTION_LOST");
+    });
+}
+
+TEST_CASE("ConfirmWindow: a bounded window of confirms, tallied, in publish order") {
+    forEachUrl([](const std::string& url) {
+        auto connection = Connection::open(url);
+        connection->declareQueue("windowed");
+        QueueDeclareOptions bounded;
+        bounded.arguments.set("x-max-length", std::int64_t{150});
+        bounded.arguments.set("x-overflow", std::string("reject-publish"));
+        connection->declareQueue("windowed-bounded", bounded);
+
+        depot::client::ConfirmWindow window(*connection, 16);
+        for (int i = 0; i < 200; ++i) {
+            window.publish("", "windowed", std::to_string(i));
+            CHECK(window.unsettled() <= 16);
+        }
+        for (int i = 0; i < 200; ++i)
+            window.publish("", "windowed-bounded", std::to_string(i));
+        const depot::client::ConfirmTally tally = window.wait();
+        CHECK(window.unsettled() == 0);
+        CHECK(tally.acked == 350); // the bounded queue takes 150 and refuses the rest
+        CHECK(tally.nacked == 50);
+        CHECK_FALSE(tally.firstNackReason.empty());
+        CHECK(tally.failed == 0);
+        CHECK_FALSE(tally.allAcked());
+        CHECK(readyCount(*connection, "windowed") == 200);
+        auto first = connection->get("windowed", true);
+        REQUIRE(first);
+        CHECK(first->body() == "0");
+
+        // A refusal is counted as failed, with the broker's error; the tally starts again.
+        window.publish("no-such-exchange", "k", "x");
+        const depot::client::ConfirmTally refused = window.wait();
+        CHECK(refused.failed == 1);
+        CHECK(refused.acked == 0);
+        REQUIRE(refused.firstError);
+        CHECK(errorOf([&] { throw *refused.firstError; }) == "BROKER/NOT_FOUND");
+        window.publish("", "windowed", "after");
+        CHECK(window.wait().acked == 1);
+    });
+}
+
+TEST_CASE("ConfirmWindow: a publish on a closed connection throws and leaves nothing unsettled") {
+    forEachUrl([](const std::string& url) {
+        auto connection = Connection::open(url);
+        depot::client::ConfirmWindow window(*connection, 4);
+        connection->close();
+        CHECK(errorOf([&] { window.publish("", "q", "x"); }) == "CONNECTION_LOST");
+        CHECK(window.unsettled() == 0);
+        const depot::client::ConfirmTally tally = window.wait();
+        CHECK(tally.acked + tally.failed == 0);
     });
 }
 
