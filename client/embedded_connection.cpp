@@ -85,8 +85,8 @@ template <class T> T unwrap(core::Result<T>&& result) {
 Delivery toDelivery(std::weak_ptr<AckTarget> acks, const core::Delivery& delivery, bool needsAck) {
     const core::Message& message = *delivery.message;
     return Delivery(std::move(acks), std::string(delivery.consumerTag), delivery.deliveryTag,
-                    delivery.redelivered, message.exchange, message.routingKey, message.properties,
-                    message.deaths, message.body, needsAck);
+                    delivery.redelivered, message.exchange, message.routingKey,
+                    message.properties.unpack(), message.deaths, message.body, needsAck);
 }
 
 // The message is built on the caller's thread, so the broker thread does not copy the body;
@@ -480,7 +480,7 @@ void Link::report(const core::Status& status) {
 void Link::reportReturn(const core::Message& message) {
     if (owner != nullptr)
         owner->reportReturn(ReturnedMessage{message.exchange, message.routingKey,
-                                            message.properties, message.body});
+                                            message.properties.unpack(), message.body});
 }
 
 } // namespace

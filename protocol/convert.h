@@ -44,7 +44,9 @@ void toWire(const core::FieldTable& table, capnp::List<wire::Field>::Builder fie
 core::Properties fromWire(wire::Properties::Reader properties);
 // The same into `out` (default-constructed): what a publish builds its message in place with.
 void readProperties(wire::Properties::Reader properties, core::Properties& out);
+void readProperties(wire::Properties::Reader properties, core::PackedProperties& out);
 void toWire(const core::Properties& properties, wire::Properties::Builder out);
+void toWire(const core::PackedProperties& properties, wire::Properties::Builder out);
 
 std::vector<core::DeathRecord> fromWire(capnp::List<wire::Death>::Reader deaths);
 void toWire(const std::vector<core::DeathRecord>& deaths, capnp::List<wire::Death>::Builder out);

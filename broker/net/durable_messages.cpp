@@ -24,6 +24,7 @@ namespace {
 using protocol::fromWire;
 using protocol::text;
 using protocol::toWire;
+using protocol::view;
 using protocol::wireText;
 
 std::int64_t wallClockMillis() {
@@ -98,9 +99,14 @@ template <typename Use> bool withStored(std::string_view bytes, Use&& use) {
 core::MessageRef decode(std::string_view bytes) {
     core::MessageRef message;
     (void)withStored(bytes, [&](wire::Message::Reader m) {
-        message = std::make_shared<const core::Message>(core::Message{
-            text(m.getExchange()), text(m.getRoutingKey()), fromWire(m.getProperties()),
-            fromWire(m.getDeaths()), protocol::paddedBody(m.getBody())});
+        auto built = std::make_shared<core::Message>();
+        built->exchange = view(m.getExchange());
+        built->routingKey = view(m.getRoutingKey());
+        protocol::readProperties(m.getProperties(), built->properties);
+        if (m.hasDeaths())
+            built->deaths = fromWire(m.getDeaths());
+        built->body = protocol::paddedBody(m.getBody());
+        message = std::move(built);
     });
     return message;
 }

@@ -70,7 +70,7 @@ TEST_CASE("reject without requeue dead-letters with x-death") {
     CHECK(dead->body == "m1");
     CHECK(dead->exchange == "dlx");
     CHECK(dead->routingKey == "k");
-    CHECK(dead->properties.correlationId == "c-7");
+    CHECK(dead->properties.correlationId() == "c-7");
     CHECK(dead->properties.headers.getString("h") == "v");
     REQUIRE(dead->deaths.size() == 1);
     const DeathRecord& death = dead->deaths.front();

@@ -169,8 +169,8 @@ TEST_CASE("a published message keeps its properties, exchange and routing key") 
     REQUIRE(got.has_value());
     CHECK(got->message->exchange == "");
     CHECK(got->message->routingKey == "q");
-    CHECK(got->message->properties.contentType == "text/plain");
-    CHECK(got->message->properties.correlationId == "c-1");
+    CHECK(got->message->properties.contentType() == "text/plain");
+    CHECK(got->message->properties.correlationId() == "c-1");
     CHECK(got->message->properties.deliveryMode == DeliveryMode::PERSISTENT);
     CHECK(got->message->properties.headers.getInt("k") == std::int64_t{7});
     CHECK(got->message->deaths.empty());
