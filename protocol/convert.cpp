@@ -89,19 +89,21 @@ using core::TextProperty;
 struct WireText {
     bool (wire::Properties::Reader::*has)() const;
     capnp::Text::Reader (wire::Properties::Reader::*get)() const;
-    void (wire::Properties::Builder::*set)(capnp::Text::Reader);
+    // init, not set: a PackedProperties text is not NUL-terminated, as capnp::Text::Reader
+    // requires (checked in debug builds).
+    capnp::Text::Builder (wire::Properties::Builder::*init)(unsigned int);
 };
 using R = wire::Properties::Reader;
 using B = wire::Properties::Builder;
 constexpr WireText WIRE_TEXTS[core::TEXT_PROPERTY_COUNT] = {
-    {&R::hasContentType, &R::getContentType, &B::setContentType},
-    {&R::hasContentEncoding, &R::getContentEncoding, &B::setContentEncoding},
-    {&R::hasCorrelationId, &R::getCorrelationId, &B::setCorrelationId},
-    {&R::hasReplyTo, &R::getReplyTo, &B::setReplyTo},
-    {&R::hasMessageId, &R::getMessageId, &B::setMessageId},
-    {&R::hasType, &R::getType, &B::setType},
-    {&R::hasUserId, &R::getUserId, &B::setUserId},
-    {&R::hasAppId, &R::getAppId, &B::setAppId},
+    {&R::hasContentType, &R::getContentType, &B::initContentType},
+    {&R::hasContentEncoding, &R::getContentEncoding, &B::initContentEncoding},
+    {&R::hasCorrelationId, &R::getCorrelationId, &B::initCorrelationId},
+    {&R::hasReplyTo, &R::getReplyTo, &B::initReplyTo},
+    {&R::hasMessageId, &R::getMessageId, &B::initMessageId},
+    {&R::hasType, &R::getType, &B::initType},
+    {&R::hasUserId, &R::getUserId, &B::initUserId},
+    {&R::hasAppId, &R::getAppId, &B::initAppId},
 };
 
 // Text property `i` of `in`; empty when unset. has*() is a pointer test, get*() validates the
@@ -139,8 +141,11 @@ template <class P> void readScalars(wire::Properties::Reader in, P& p) {
 
 template <class P> void writeProperties(const P& p, wire::Properties::Builder out) {
     for (std::size_t i = 0; i < core::TEXT_PROPERTY_COUNT; ++i)
-        if (const std::string_view value = p.text(static_cast<TextProperty>(i)); !value.empty())
-            (out.*WIRE_TEXTS[i].set)(wireText(value));
+        if (const std::string_view value = p.text(static_cast<TextProperty>(i)); !value.empty()) {
+            capnp::Text::Builder text =
+                (out.*WIRE_TEXTS[i].init)(static_cast<unsigned int>(value.size()));
+            std::memcpy(text.begin(), value.data(), value.size());
+        }
     if (!p.headers.empty())
         toWire(p.headers, out.initHeaders(static_cast<unsigned>(p.headers.size())));
     out.setPersistent(p.deliveryMode == core::DeliveryMode::PERSISTENT);
