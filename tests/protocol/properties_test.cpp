@@ -3,6 +3,8 @@
 // packed texts lie back to back without NUL terminators, which capnp's Text::Reader requires
 // (checked in debug builds: this test runs in the sanitizer build too).
 
+#include "tests/support/core_helpers.h"
+
 #include "protocol/convert.h"
 
 #include <capnp/message.h>
@@ -10,47 +12,11 @@
 
 #include <string>
 
-using depot::core::DeliveryMode;
-using depot::core::FieldTable;
-using depot::core::Milliseconds;
 using depot::core::PackedProperties;
 using depot::core::Properties;
-using depot::core::TextProperty;
-
-namespace {
-
-Properties everything() {
-    Properties p;
-    p.contentType = "application/json";
-    p.contentEncoding = "gzip";
-    p.correlationId = "c-42";
-    p.replyTo = "amq.gen-reply";
-    p.messageId = std::string(200, 'm');
-    p.type = "OrderPlaced";
-    p.userId = "guest";
-    p.appId = "orders";
-    p.expiration = Milliseconds(1500);
-    p.deliveryMode = DeliveryMode::PERSISTENT;
-    p.priority = 3;
-    p.timestamp = 1'700'000'000;
-    p.headers = FieldTable{{"region", std::string("eu")}};
-    return p;
-}
-
-void checkSame(const Properties& a, const Properties& b) {
-    for (int i = 0; i < 8; ++i)
-        CHECK(a.text(static_cast<TextProperty>(i)) == b.text(static_cast<TextProperty>(i)));
-    CHECK(a.expiration == b.expiration);
-    CHECK(a.deliveryMode == b.deliveryMode);
-    CHECK(a.priority == b.priority);
-    CHECK(a.timestamp == b.timestamp);
-    CHECK(a.headers == b.headers);
-}
-
-} // namespace
 
 TEST_CASE("properties read from the wire into their packed form are written back unchanged") {
-    const Properties sent = everything();
+    const Properties sent = depot::tests::everyProperty();
     capnp::MallocMessageBuilder publish;
     depot::protocol::toWire(sent, publish.initRoot<depot::wire::Properties>());
 
@@ -61,7 +27,7 @@ TEST_CASE("properties read from the wire into their packed form are written back
 
     const Properties received =
         depot::protocol::fromWire(deliver.getRoot<depot::wire::Properties>().asReader());
-    checkSame(received, sent);
+    depot::tests::checkSameProperties(received, sent);
 }
 
 TEST_CASE("unset properties stay unset through the packed form") {
@@ -77,5 +43,5 @@ TEST_CASE("unset properties stay unset through the packed form") {
     CHECK_FALSE(out.asReader().hasContentType());
     CHECK_FALSE(out.asReader().hasAppId());
     CHECK(depot::protocol::view(out.asReader().getReplyTo()) == "only-this");
-    checkSame(depot::protocol::fromWire(out.asReader()), sent);
+    depot::tests::checkSameProperties(depot::protocol::fromWire(out.asReader()), sent);
 }

@@ -98,6 +98,37 @@ inline void publishNumbered(core::Channel& channel, std::string_view queue, int 
         (void)publish(channel, "", queue, std::string(prefix) + std::to_string(i), now);
 }
 
+// Every property set, one text long (past small-string buffers): what round trips check.
+inline core::Properties everyProperty() {
+    core::Properties p;
+    p.contentType = "application/json";
+    p.contentEncoding = "gzip";
+    p.correlationId = "c-42";
+    p.replyTo = "amq.gen-reply";
+    p.messageId = std::string(200, 'm');
+    p.type = "OrderPlaced";
+    p.userId = "guest";
+    p.appId = "orders";
+    p.expiration = std::chrono::milliseconds(1500);
+    p.deliveryMode = core::DeliveryMode::PERSISTENT;
+    p.priority = 3;
+    p.timestamp = 1'700'000'000;
+    p.headers = core::FieldTable{{"region", std::string("eu")}, {"attempt", std::int64_t{2}}};
+    return p;
+}
+
+// Every property of `a` equals `b`'s (doctest CHECKs, so a failure names the field).
+inline void checkSameProperties(const core::Properties& a, const core::Properties& b) {
+    for (std::size_t i = 0; i < core::TEXT_PROPERTY_COUNT; ++i)
+        CHECK(a.text(static_cast<core::TextProperty>(i)) ==
+              b.text(static_cast<core::TextProperty>(i)));
+    CHECK(a.expiration == b.expiration);
+    CHECK(a.deliveryMode == b.deliveryMode);
+    CHECK(a.priority == b.priority);
+    CHECK(a.timestamp == b.timestamp);
+    CHECK(a.headers == b.headers);
+}
+
 inline core::Properties expiringIn(std::int64_t ms) {
     core::Properties properties;
     properties.expiration = std::chrono::milliseconds(ms);
