@@ -12,6 +12,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <future>
 #include <memory>
 #include <stdexcept>
@@ -206,7 +207,7 @@ TEST_CASE("prefetch: a consumer holds at most `prefetch` unacked deliveries") {
 }
 
 TEST_CASE("acks made by handlers reach the broker: a small prefetch window keeps moving") {
-    // Over depot:// a handler's acks are held back until its batch of deliveries is done (or 32
+    // Over depot:// a handler's acks are held back until its batch of deliveries is done (or 256
     // are held): the batch's end must send them, or a window smaller than that would stall.
     forEachUrl([](const std::string& url) {
         auto observer = Connection::open(url);
@@ -229,6 +230,53 @@ TEST_CASE("acks made by handlers reach the broker: a small prefetch window keeps
             CHECK(readyCount(*observer, queue) == 0);
         }
     });
+}
+
+TEST_CASE("a handler whose batch never ends still gets its acks to depotd, 256 at a time") {
+    depot::tests::TestServer server;
+    auto observer = Connection::open(server.url());
+    observer->declareQueue("flood");
+    for (int i = 0; i < 1000; ++i)
+        observer->publish("", "flood", std::to_string(i));
+    auto unacked = [&] {
+        const depot::client::Listing listing = observer->list(depot::client::ListKind::QUEUES);
+        const auto name = std::find(listing.columns.begin(), listing.columns.end(), "name");
+        const auto count =
+            std::find(listing.columns.begin(), listing.columns.end(), "messages_unacked");
+        REQUIRE(name != listing.columns.end());
+        REQUIRE(count != listing.columns.end());
+        for (const auto& row : listing.rows)
+            if (std::get<std::string>(row[name - listing.columns.begin()]) == "flood")
+                return std::get<std::int64_t>(row[count - listing.columns.begin()]);
+        FAIL("no queue 'flood'");
+        return std::int64_t{-1};
+    };
+
+    auto connection = Connection::open(server.url());
+    std::promise<void> reached;
+    std::promise<void> release;
+    std::shared_future<void> released = release.get_future().share();
+    int handled = 0; // the dispatcher runs one handler at a time
+    // No prefetch limit: all 1000 arrive while the first handler waits, and the rest are one
+    // batch, blocked again at the 600th: the batch does not end.
+    Consumer consumer = connection->consume("flood", [&](Delivery& d) {
+        if (handled == 0)
+            std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        d.ack();
+        if (++handled == 600) {
+            reached.set_value();
+            released.wait();
+        }
+    });
+    REQUIRE(reached.get_future().wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+    bool sent = false; // 2 x 256 of the 600 acks left without waiting for the batch to end
+    for (int tries = 0; tries < 250 && !sent; ++tries) {
+        sent = unacked() <= 1000 - 512;
+        if (!sent)
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    CHECK(sent);
+    release.set_value();
 }
 
 TEST_CASE("nack and reject with requeue redeliver the message with the redelivered flag") {
