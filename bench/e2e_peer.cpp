@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -215,8 +216,10 @@ public:
         if (pid_ <= 0)
             return exit_;
         int status = 0;
-        while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+        rusage usage{};
+        while (::wait4(pid_, &status, 0, &usage) < 0 && errno == EINTR) {
         }
+        cpuSeconds_ = seconds(usage.ru_utime) + seconds(usage.ru_stime);
         pid_ = -1;
         exit_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
         return exit_;
@@ -225,8 +228,13 @@ public:
         if (pid_ > 0)
             ::kill(pid_, SIGKILL);
     }
+    // The CPU time (user and system) the process used, known once wait() reaped it.
+    double cpuSeconds() const { return cpuSeconds_; }
 
 private:
+    static double seconds(timeval t) {
+        return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6;
+    }
     static void closeAll(std::initializer_list<int> fds) {
         for (int fd : fds)
             if (fd >= 0)
@@ -238,6 +246,7 @@ private:
     int out_ = -1;
     bool ended_ = false;
     int exit_ = 128;
+    double cpuSeconds_ = 0;
     std::string output_;
 };
 
@@ -292,6 +301,8 @@ PeerOutcome runPeers(const std::vector<std::string>& consumerArgs,
         publisher.kill();
         const int consumerExit = consumer.wait();
         const int publisherExit = publisher.wait();
+        outcome.consumerCpuSeconds = consumer.cpuSeconds();
+        outcome.publisherCpuSeconds = publisher.cpuSeconds();
 
         std::string word;
         std::int64_t lastNanos = 0, startNanos = 0;

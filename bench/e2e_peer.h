@@ -18,10 +18,12 @@ namespace depot::bench {
 
 struct PeerOutcome {
     std::size_t received = 0;
-    double seconds = 0;        // from the first publish to the last delivery
-    double publishSeconds = 0; // the publisher's own time (with confirms: to the last one)
-    std::size_t nacked = 0;    // confirms that were nacks
-    bool completed = false;    // every expected delivery arrived and both processes exited 0
+    double seconds = 0;             // from the first publish to the last delivery
+    double publishSeconds = 0;      // the publisher's own time (with confirms: to the last one)
+    std::size_t nacked = 0;         // confirms that were nacks
+    double publisherCpuSeconds = 0; // user + system, over the whole process
+    double consumerCpuSeconds = 0;
+    bool completed = false; // every expected delivery arrived and both processes exited 0
 };
 
 // Runs one consumer process (`consumerArgs`, after `e2e-peer consume`) and, once it is ready,
