@@ -52,6 +52,14 @@ Connection::Handler ackingInto(Inbox<Delivery>& inbox) {
     };
 }
 
+// A queue that takes 150 messages and nacks the publishes past them.
+QueueDeclareOptions refusingPast150() {
+    QueueDeclareOptions bounded;
+    bounded.arguments.set("x-max-length", std::int64_t{150});
+    bounded.arguments.set("x-overflow", std::string("reject-publish"));
+    return bounded;
+}
+
 } // namespace
 
 TEST_CASE("declare, bind, publish and consume: the message arrives with its properties") {
@@ -786,10 +794,7 @@ TEST_CASE("ConfirmWindow: a bounded window of confirms, tallied, in publish orde
     forEachUrl([](const std::string& url) {
         auto connection = Connection::open(url);
         connection->declareQueue("windowed");
-        QueueDeclareOptions bounded;
-        bounded.arguments.set("x-max-length", std::int64_t{150});
-        bounded.arguments.set("x-overflow", std::string("reject-publish"));
-        connection->declareQueue("windowed-bounded", bounded);
+        connection->declareQueue("windowed-bounded", refusingPast150());
 
         depot::client::ConfirmWindow window(*connection, 16);
         for (int i = 0; i < 200; ++i) {
@@ -843,10 +848,7 @@ TEST_CASE("publishConfirmedAsync: many confirms in flight, answered in order") {
     forEachUrl([](const std::string& url) {
         auto connection = Connection::open(url);
         connection->declareQueue("bulk");
-        QueueDeclareOptions bounded;
-        bounded.arguments.set("x-max-length", std::int64_t{150});
-        bounded.arguments.set("x-overflow", std::string("reject-publish"));
-        connection->declareQueue("bounded", bounded);
+        connection->declareQueue("bounded", refusingPast150());
         std::vector<std::future<depot::client::Confirmation>> pending;
         for (int i = 0; i < 200; ++i)
             pending.push_back(connection->publishConfirmedAsync("", "bulk", std::to_string(i)));
