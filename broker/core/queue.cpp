@@ -104,15 +104,19 @@ void Queue::journalOut(const QueueEntry& entry) {
         journal->removed(*this, handle);
 }
 
-// Only the newest ready message is ever paged out, as it arrives: the ones ahead of it came in
-// under the limits, so at most inMemoryLength() of them (and about inMemoryBytes()) are held.
+// Only the newest ready message is ever paged out, as it arrives, when the ready messages in
+// memory exceed the limits: at most inMemoryLength() of them (and about inMemoryBytes()) are
+// held. The limits count what is in memory, not the backlog: once the head has drained, new
+// arrivals stay in memory even behind paged-out ones (pageIn reads around them), so a backlog
+// that stays past the limit is not read back from disk message by message.
 // Only a message the journal can give back (a persistent one in a durable queue, with a handle).
 void Queue::pageOutTail() {
     if (fresh_.empty() || !fresh_.back().message)
         return;
     QueueEntry& tail = fresh_.back();
     const Message& message = *tail.message;
-    if (readyCount() <= options_.inMemoryLength() && readyBytes_ <= options_.inMemoryBytes())
+    if (readyCount() - paged_ <= options_.inMemoryLength() &&
+        readyBytes_ - pagedBytes_ <= options_.inMemoryBytes())
         return;
     if (!journaled(message) || message.journalHandle == 0 || vhost_.journal() == nullptr ||
         message.body.size() > std::numeric_limits<std::uint32_t>::max())

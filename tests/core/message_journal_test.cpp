@@ -208,6 +208,27 @@ TEST_CASE("journal: x-max-in-memory-length keeps the head in memory and pages ou
     CHECK(f.journal.reloadCalls == 1);
 }
 
+TEST_CASE("journal: the in-memory limits count what is in memory, not the backlog") {
+    // A backlog past the limit must not page out every later arrival: once the head drained,
+    // new messages are kept in memory again, up to the limit, and still come out in order.
+    Fixture f;
+    declareQueue(f.channel, "q",
+                 queueOptions({{"x-max-in-memory-length", std::int64_t{2}}}, /*durable=*/true));
+    core::Queue* queue = f.vhost.queue("q");
+    REQUIRE(queue != nullptr);
+    for (int i = 1; i <= 5; ++i)
+        (void)publish(f.channel, "", "q", "m" + std::to_string(i), T0, persistent());
+    CHECK(queue->pagedCount() == 3);
+    auto first = get(f.channel, "q", /*noAck=*/true);
+    auto second = get(f.channel, "q", /*noAck=*/true);
+    for (int i = 6; i <= 8; ++i)
+        (void)publish(f.channel, "", "q", "m" + std::to_string(i), T0, persistent());
+    CHECK(queue->pagedCount() == 4); // m6 and m7 took the places m1 and m2 left; m8 is paged
+    CHECK(drain(f.channel, "q") ==
+          std::vector<std::string>{"m3", "m4", "m5", "m6", "m7", "m8"});
+    CHECK(f.journal.reloads == 4);
+}
+
 TEST_CASE("journal: x-max-in-memory-bytes pages out by body size") {
     Fixture f;
     declareQueue(f.channel, "q",
