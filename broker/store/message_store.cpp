@@ -475,6 +475,10 @@ MessageStore::SyncBatch MessageStore::takePending() {
         part.directory = options_.directory;
         part.offset = segment->written;
         part.bytes.swap(segment->pending);
+        // The next records go into the buffer the last batch gave back: growing a new one
+        // again for every batch was a realloc and a copy of everything pending, each doubling.
+        segment->pending.swap(spare_);
+        spare_.clear();
         unsynced_ -= part.bytes.size();
         batch.parts.push_back(std::move(part));
     }
@@ -517,12 +521,21 @@ void MessageStore::batchWritten(SyncBatch&& batch) {
         segment.fd = part.fd;
         segment.written = part.offset + part.bytes.size();
         segment.inFlight = {};
+        keepSpare(std::move(part.bytes));
     }
     ++syncs_;
 }
 
 // The records go back in front of what was appended meanwhile: the next sync writes them again
 // at the offsets the index gave them. The owner must not confirm them now.
+void MessageStore::keepSpare(std::string&& buffer) {
+    constexpr std::size_t MAX_SPARE = std::size_t{16} << 20; // a burst's buffer is not kept
+    if (buffer.capacity() > spare_.capacity() && buffer.capacity() <= MAX_SPARE) {
+        buffer.clear();
+        spare_.swap(buffer);
+    }
+}
+
 void MessageStore::batchFailed(SyncBatch&& batch) {
     inFlight_ = false;
     lastSyncFailed_ = true;
