@@ -12,6 +12,10 @@
 
 #include <unistd.h>
 
+#ifdef DEPOT_MIMALLOC
+#include <mimalloc.h>
+#endif
+
 #include <chrono>
 #include <csignal>
 #include <cstdlib>
@@ -50,6 +54,23 @@ std::string defaultDataDir() {
     if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0')
         return std::string(home) + "/.local/state/depot";
     return "depot-data";
+}
+
+// Which malloc serves this process, for the start-up log: mimalloc when it is linked and
+// malloc() really resolves to it (a preloaded allocator would win over it).
+std::string allocatorName() {
+#ifdef DEPOT_MIMALLOC
+    void* probe = std::malloc(16);
+    const bool ours = mi_is_in_heap_region(probe);
+    std::free(probe);
+    const int v = mi_version();
+    if (ours)
+        return "mimalloc " + std::to_string(v / 100) + "." + std::to_string(v / 10 % 10) + "." +
+               std::to_string(v % 10);
+    return "not mimalloc (linked, but malloc resolves elsewhere)";
+#else
+    return "the C library's malloc";
+#endif
 }
 
 // "127.0.0.1:7672" or "[::1]:7672"; only literal addresses (depotd does no DNS).
@@ -197,8 +218,8 @@ int main(int argc, char** argv) {
         return 1;
     }
     const auto bound = server->endpoint();
-    spdlog::info("depotd {} listening on {}:{}", VERSION, bound.address().to_string(),
-                 bound.port());
+    spdlog::info("depotd {} listening on {}:{} (allocator: {})", VERSION,
+                 bound.address().to_string(), bound.port(), allocatorName());
     if (!options.portFile.empty()) {
         // Written whole, then renamed: a reader never sees a partial number.
         const std::string tmp = options.portFile + ".tmp";

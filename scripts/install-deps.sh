@@ -6,6 +6,8 @@ set -euo pipefail
 
 packages=(cmake g++ clang ninja-build make git clang-format
           libasio-dev capnproto libcapnp-dev libcli11-dev libspdlog-dev doctest-dev
+          # depotd's allocator (CMakeLists.txt says why)
+          libmimalloc-dev
           # amqp://: the client's AMQP 0-9-1 transport (rabbitmq-c), and a real RabbitMQ that
           # the tests start on loopback (see scripts/rabbitmq-node.sh)
           librabbitmq-dev rabbitmq-server
