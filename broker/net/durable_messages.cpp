@@ -148,7 +148,7 @@ core::TimePoint enqueuedAt(std::int64_t storedAtMillis, core::TimePoint now) {
 
 DurableMessages::DurableMessages(std::filesystem::path directory, asio::io_context& io,
                                  AlarmHandler onAlarm)
-    : io_(io), onAlarm_(std::move(onAlarm)), retry_(io) {
+    : io_(io), onAlarm_(std::move(onAlarm)), retry_(io), collectTimer_(io) {
     store::MessageStore::Options options;
     options.directory = std::move(directory);
     store_ = store::MessageStore::open(options, recovered_);
@@ -371,10 +371,27 @@ void DurableMessages::finishBatch(bool thenNext) {
 
 void DurableMessages::collect() {
     try {
-        store_->collect();
+        if (store_->collect())
+            collectLater();
     } catch (const std::exception& e) {
         spdlog::error("message store: collecting old segments: {}", e.what());
     }
+}
+
+// Batches call collect() as they finish; this is for a store that goes quiet meanwhile (the
+// last acks came in, and nothing else will be written for a while).
+void DurableMessages::collectLater() {
+    if (collectArmed_)
+        return;
+    collectArmed_ = true;
+    collectTimer_.expires_after(store::MessageStore::Options{}.compactAfter);
+    collectTimer_.async_wait([this](const asio::error_code& error) {
+        if (error)
+            return; // cancelled: this object is being destroyed
+        collectArmed_ = false;
+        if (!store_->batchInFlight() && failing_.empty())
+            collect();
+    });
 }
 
 void DurableMessages::retryLater() {

@@ -73,6 +73,7 @@ private:
     void startBatch();
     void finishBatch(bool thenNext); // thenNext: start the next batch, or retry, or collect
     void collect();
+    void collectLater(); // the oldest segment waits to be compacted: collect again then
     void retryLater();
     void syncLoop(); // the sync thread
 
@@ -80,6 +81,8 @@ private:
     AlarmHandler onAlarm_;
     std::string failing_; // why the last sync failed; "" while writes succeed
     asio::steady_timer retry_;
+    asio::steady_timer collectTimer_;
+    bool collectArmed_ = false;
     store::Recovered recovered_; // what open found, until recover() has used it
     std::unique_ptr<store::MessageStore> store_;
     bool syncPosted_ = false;

@@ -559,12 +559,12 @@ void MessageStore::batchFailed(SyncBatch&& batch) {
     }
 }
 
-void MessageStore::collect() {
+bool MessageStore::collect(std::chrono::steady_clock::time_point now) {
     // Only a message added since the last collect can be unreferenced here (release() forgets
     // the others when their last queue lets go): looking at those alone keeps this O(new
     // messages), not O(backlog) per sync.
     if (inFlight_ || lastSyncFailed_)
-        return; // writes are under way, or failing: old segments stay as they are
+        return false; // writes are under way, or failing: old segments stay as they are
     for (const std::uint64_t id : added_)
         if (auto it = messages_.find(id); it != messages_.end() && it->second.references == 0)
             messages_.erase(it);
@@ -574,7 +574,16 @@ void MessageStore::collect() {
         const double live = static_cast<double>(oldest.liveBytes) /
                             static_cast<double>(std::max<std::uint64_t>(1, oldest.size));
         if (oldest.live > 0 && (live >= options_.compactBelow || !mostlyDead()))
-            return;
+            return false;
+        if (oldest.live > 0) {
+            // Still draining (a consumer taking its messages in order): it may be all dead in
+            // a moment, and copying it would be wasted. Measured: compacting under a consumer
+            // was 12 % of depotd's CPU in a persistent 1 -> 1 run.
+            if (candidate_.segment != oldest.number || candidate_.liveBytes != oldest.liveBytes)
+                candidate_ = Candidate{oldest.number, oldest.liveBytes, now};
+            if (now - candidate_.since < options_.compactAfter)
+                return true;
+        }
         // Whatever is pending first: compaction reads records from the files, and a segment is
         // deleted only once its records (and those of older ones) are on disk.
         if (unsynced_ > 0)
@@ -586,6 +595,7 @@ void MessageStore::collect() {
         }
         compactOldest();
     }
+    return false;
 }
 
 bool MessageStore::mostlyDead() const {

@@ -28,11 +28,15 @@
 // live (no message still enqueued somewhere, no enqueue not yet acked); and the oldest segment,
 // when little of it is live and the store holds more dead bytes than live ones, is compacted
 // (its live records copied to the active segment) so that one old message does not pin
-// everything written after it. The second condition spares a queue drained in order: its head
-// segment, nearly consumed, would be copied only to be consumed a moment later (disk use may
-// then reach about twice the live bytes before compaction starts). Only the oldest is ever
-// deleted, so an ACK or DROP record is never deleted before the ENQUEUE records it cancels.
+// everything written after it. The second condition, and a third, spare a queue drained in
+// order: its head segment, nearly consumed, would be copied only to be consumed a moment later
+// (disk use may then reach about twice the live bytes before compaction starts). The third: the
+// oldest segment is compacted only once it has stopped draining, none of its records having
+// gone for `compactAfter`; collect() says when it waits for that, so that the owner calls it
+// again. Only the oldest is ever deleted, so an ACK or DROP record is never deleted before the
+// ENQUEUE records it cancels.
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -78,8 +82,10 @@ public:
     struct Options {
         std::filesystem::path directory;
         std::uint64_t segmentBytes = std::uint64_t{64} << 20; // a new segment past this size
-        // The oldest segment is compacted when less than this share of its bytes is live.
+        // The oldest segment is compacted when less than this share of its bytes is live, and
+        // none of them has gone for compactAfter (it is not being drained).
         double compactBelow = 0.25;
+        std::chrono::milliseconds compactAfter{1000};
     };
 
     // Opens (creating the directory) and recovers. Throws StoreError when the directory cannot
@@ -134,8 +140,11 @@ public:
     void batchWritten(SyncBatch&& batch);
     void batchFailed(SyncBatch&& batch);
     bool batchInFlight() const { return inFlight_; }
-    // Deletes and compacts old segments (see above). Cheap when there is nothing to do.
-    void collect();
+    // Deletes and compacts old segments (see above). Cheap when there is nothing to do. True
+    // when the oldest segment waits to be compacted (it is still draining, or has stopped only
+    // lately): call again, at `now` plus compactAfter at the latest, for it to happen.
+    bool collect(std::chrono::steady_clock::time_point now);
+    bool collect() { return collect(std::chrono::steady_clock::now()); }
 
     StoreStats stats() const;
     bool hasUnsynced() const { return unsynced_ > 0; }
@@ -186,6 +195,14 @@ private:
     std::uint64_t compactions_ = 0;
     std::string scratch_; // a record's payload, built here before append() copies it
     std::string spare_; // a written batch's buffer, empty, for the next records to go into
+    // The oldest segment as a compaction candidate: its live bytes when last seen changed, and
+    // since when they have stayed so.
+    struct Candidate {
+        std::uint32_t segment = 0;
+        std::uint64_t liveBytes = 0;
+        std::chrono::steady_clock::time_point since;
+    };
+    Candidate candidate_;
 };
 
 class StoreError : public std::runtime_error {

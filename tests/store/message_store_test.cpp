@@ -9,6 +9,8 @@
 
 #include <doctest/doctest.h>
 
+#include <chrono>
+
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -28,6 +30,7 @@ MessageStore::Options at(const TempDir& dir, std::uint64_t segmentBytes = 64u <<
     MessageStore::Options options;
     options.directory = dir.file("store");
     options.segmentBytes = segmentBytes;
+    options.compactAfter = std::chrono::milliseconds(0); // see the test of compactAfter
     return options;
 }
 
@@ -283,7 +286,56 @@ TEST_CASE("store: a queue drained in order is not compacted under its consumer")
     CHECK(store->stats().segments < segments);
 }
 
+// A head segment whose messages are still being consumed is left alone, even once dead bytes
+// outweigh live ones (the consumer will have taken the rest a moment later); one that stopped
+// draining, with only survivors left, is compacted once it has stayed so for compactAfter.
+TEST_CASE("store: the oldest segment is compacted only once it has stopped draining") {
+    TempDir dir;
+    Recovered nothing;
+    MessageStore::Options options = at(dir, 4096); // about 28 messages a segment
+    options.compactAfter = std::chrono::seconds(1);
+    auto store = MessageStore::open(options, nothing);
+    std::vector<std::uint64_t> ids;
+    const std::string body(100, 'b');
+    for (int i = 0; i < 60; ++i) {
+        ids.push_back(store->addMessage(body));
+        store->enqueue("q", ids.back());
+    }
+    store->sync();
+    // All but the head segment's last few messages and one message behind it are consumed:
+    // dead bytes outweigh live ones, and the head segment is under a quarter live.
+    for (std::size_t i = 0; i < ids.size(); ++i)
+        if (i < 22 || (i > 28 && i != 40))
+            store->ack("q", ids[i]);
+    store->sync();
+    const std::size_t segments = store->stats().segments;
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(store->collect(t0)); // a candidate: it waits
+    store->ack("q", ids[22]);  // still draining
+    store->sync();
+    CHECK(store->collect(t0 + std::chrono::milliseconds(1500)));
+    CHECK(store->stats().compactions == 0);
+    CHECK(store->stats().segments == segments);
+    // Nothing more of it went for a second: compacted. The next segment, its one survivor
+    // behind it, is the oldest now: its turn comes a second later.
+    CHECK(store->collect(t0 + std::chrono::milliseconds(2600)));
+    CHECK(store->stats().compactions == 1);
+    CHECK_FALSE(store->collect(t0 + std::chrono::milliseconds(3700)));
+    CHECK(store->stats().compactions == 2);
+    CHECK(store->stats().segments < segments);
+    store.reset();
+
+    Recovered recovered;
+    store = MessageStore::open(options, recovered);
+    CHECK(recovered.problems.empty());
+    CHECK(recovered.queues.at("q").size() == 7); // 23..28 and 40, in order
+    CHECK(recovered.queues.at("q").front().messageId == ids[23]);
+    CHECK(recovered.queues.at("q").back().messageId == ids[40]);
+}
+
 namespace {
+
+// A file size limitnamespace {
 
 // A file size limit (as `ulimit -f` sets) for the scope of one test: writes past it fail with
 // EFBIG, as they would with ENOSPC on a full disk. SIGXFSZ is ignored meanwhile, as depotd does.
