@@ -179,7 +179,7 @@ private:
     bool mostlyDead() const; // more dead bytes than live ones on disk
     std::string readMessage(const MessageInfo& info) const;
     void segmentLost(std::uint32_t segment); // a live record in it went away
-    void keepSpare(std::string&& buffer);     // a written batch's buffer, as spare_
+    void keepSpare(std::string&& buffer);    // a written batch's buffer, as spare_
 
     Options options_;
     std::map<std::uint32_t, std::unique_ptr<Segment>> segments_; // oldest first
@@ -194,7 +194,7 @@ private:
     std::uint64_t failedSyncs_ = 0;
     std::uint64_t compactions_ = 0;
     std::string scratch_; // a record's payload, built here before append() copies it
-    std::string spare_; // a written batch's buffer, empty, for the next records to go into
+    std::string spare_;   // a written batch's buffer, empty, for the next records to go into
     // The oldest segment as a compaction candidate: its live bytes when last seen changed, and
     // since when they have stayed so.
     struct Candidate {
