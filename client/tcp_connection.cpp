@@ -3,6 +3,7 @@
 #include "client/ack_coalescer.h"
 
 #include "client/dispatcher.h"
+#include "client/pending_requests.h"
 #include "client/topology.h"
 #include "protocol/convert.h"
 #include "protocol/frame_reader.h"
@@ -24,7 +25,6 @@
 #include <mutex>
 #include <set>
 #include <thread>
-#include <unordered_map>
 
 namespace depot::client {
 
@@ -292,21 +292,19 @@ protected:
                               ConfirmCallback settled) override {
         if (closed_)
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
-        auto payload = std::make_shared<PublishPayload>(PublishPayload{
-            std::string(exchange), std::string(routingKey), options, std::move(body)});
-        (void)startRequest(confirmedPublish(payload),
-                           [settled = std::move(settled), extract = confirmationOf()](
-                               const wire::Frame::Reader* frame, const Error* failure) {
-                               if (failure != nullptr) {
-                                   settled(nullptr, failure);
-                               } else if (frame->isError()) {
-                                   const Error error = Error::broker(fromWire(frame->getError()));
-                                   settled(nullptr, &error);
-                               } else {
-                                   const Confirmation confirmation = extract(*frame);
-                                   settled(&confirmation, nullptr);
-                               }
-                           });
+        // Encoded here and now (the frame is built before startRequest returns): no copy of
+        // the names into a payload, and the callback kept as it is, without a wrapper. A body
+        // large enough to be sent from where it lives needs an owner until written.
+        std::shared_ptr<const std::string> owner;
+        if (protocol::canReferenceBody(body))
+            owner = std::make_shared<const std::string>(std::move(body));
+        const std::string& bytes = owner ? *owner : body;
+        (void)startRequest(
+            [&](capnp::MessageBuilder& b, wire::Frame::Builder f, const void*& external,
+                std::shared_ptr<const void>& keepAlive) {
+                fillPublish(b, f, exchange, routingKey, options, bytes, owner, external, keepAlive);
+            },
+            Waiting{{}, std::move(settled)});
     }
 
 public:
@@ -373,6 +371,12 @@ private:
                                     std::shared_ptr<const void>&)>;
     // Called on the io thread with the answer frame, or with the failure (connection lost).
     using Callback = std::function<void(const wire::Frame::Reader*, const Error*)>;
+    // What waits for a request's answer: a callback given the frame, or (a publish with a
+    // confirm) one given the Confirmation, kept as the caller gave it.
+    struct Waiting {
+        Callback generic;
+        ConfirmCallback confirmed;
+    };
 
     struct PublishPayload {
         std::string exchange;
@@ -396,15 +400,31 @@ private:
 
     // On the io thread, with the confirm frame.
     std::function<Confirmation(wire::Frame::Reader)> confirmationOf() {
-        return [this](wire::Frame::Reader f) {
-            const auto c = f.getConfirm();
-            Confirmation confirmation;
-            confirmation.ack = c.getAck();
-            confirmation.queues = c.getRoutedQueues();
-            confirmation.reason = text(c.getReason());
-            confirmation.returned = returnedIds_.erase(f.getRequestId()) > 0;
-            return confirmation;
-        };
+        return [this](wire::Frame::Reader f) { return confirmationIn(f); };
+    }
+    Confirmation confirmationIn(wire::Frame::Reader f) {
+        const auto c = f.getConfirm();
+        Confirmation confirmation;
+        confirmation.ack = c.getAck();
+        confirmation.queues = c.getRoutedQueues();
+        confirmation.reason = text(c.getReason());
+        confirmation.returned = returnedIds_.erase(f.getRequestId()) > 0;
+        return confirmation;
+    }
+
+    // A request's answer (or its failure: frame null) to whoever waits for it.
+    void answer(Waiting& waiting, const wire::Frame::Reader* frame, const Error* failure) {
+        if (!waiting.confirmed) {
+            waiting.generic(frame, failure);
+        } else if (failure != nullptr) {
+            waiting.confirmed(nullptr, failure);
+        } else if (frame->isError()) {
+            const Error error = Error::broker(fromWire(frame->getError()));
+            waiting.confirmed(nullptr, &error);
+        } else {
+            const Confirmation confirmation = confirmationIn(*frame);
+            waiting.confirmed(&confirmation, nullptr);
+        }
     }
 
     // --- frame builders (pure) ---
@@ -595,7 +615,7 @@ private:
                 promise->set_exception(std::current_exception());
             }
         };
-        const std::uint64_t sent = startRequest(fill, std::move(done));
+        const std::uint64_t sent = startRequest(fill, Waiting{std::move(done), {}});
         if (id)
             *id = sent;
         return future;
@@ -607,18 +627,19 @@ private:
     // confirms) gain nothing from that, since their answers queue behind the others': they go
     // with the io thread's next batched write, many per system call. Not connected: `done` is
     // told at once. Returns the request's id.
-    std::uint64_t startRequest(const Fill& fill, Callback done) {
+    template <class F> std::uint64_t startRequest(F&& fill, Waiting done) {
         std::uint64_t sent = 0;
         bool alone = false;
         {
             std::lock_guard lock(pendingMutex_);
             sent = nextRequestId_++;
             alone = pending_.empty();
-            pending_.emplace(sent, std::move(done));
+            pending_.add(sent, std::move(done));
         }
-        if (!appendFrame(sent, fill, /*force=*/false, /*urgent=*/alone && !onIoThread())) {
+        if (!appendFrame(sent, std::forward<F>(fill), /*force=*/false,
+                         /*urgent=*/alone && !onIoThread())) {
             // Not connected (or reconnecting): fail now, unless linkDown already did.
-            if (Callback failed = takePending(sent)) {
+            if (std::optional<Waiting> failed = takePending(sent)) {
                 std::string reason;
                 {
                     std::lock_guard lock(outMutex_);
@@ -626,21 +647,16 @@ private:
                 }
                 const Error lost(ErrorKind::CONNECTION_LOST,
                                  "not connected to " + url_.redacted() + ": " + reason);
-                failed(nullptr, &lost);
+                answer(*failed, nullptr, &lost);
             }
         }
         return sent;
     }
 
-    // The callback waiting for request `id`, removed; empty if none (answered or failed).
-    Callback takePending(std::uint64_t id) {
+    // What waits for request `id`, removed; nullopt if nothing does (answered or failed).
+    std::optional<Waiting> takePending(std::uint64_t id) {
         std::lock_guard lock(pendingMutex_);
-        auto it = pending_.find(id);
-        if (it == pending_.end())
-            return {};
-        Callback callback = std::move(it->second);
-        pending_.erase(it);
-        return callback;
+        return pending_.take(id);
     }
 
     // Sends a request on the io thread and blocks the caller until `extract` has read the answer.
@@ -844,7 +860,7 @@ private:
         {
             std::lock_guard lock(pendingMutex_);
             id = nextRequestId_++;
-            pending_.emplace(id, std::move(callback));
+            pending_.add(id, Waiting{std::move(callback), {}});
         }
         sendFrame(id, fill);
         return id;
@@ -1175,8 +1191,8 @@ private:
             break;
         }
         if (requestId != 0) {
-            if (Callback callback = takePending(requestId)) {
-                callback(&frame, nullptr);
+            if (std::optional<Waiting> waiting = takePending(requestId)) {
+                answer(*waiting, &frame, nullptr);
                 return;
             }
         }
@@ -1251,14 +1267,14 @@ private:
         room_.notify_all();
         returnedIds_.clear();
         cancelledNeedAck_.clear();
-        std::unordered_map<std::uint64_t, Callback> pending;
+        std::vector<Waiting> pending;
         {
             std::lock_guard lock(pendingMutex_);
-            pending.swap(pending_);
+            pending = pending_.takeAll();
         }
         const Error lost(ErrorKind::CONNECTION_LOST, "connection lost: " + downReason_);
-        for (auto& [id, callback] : pending)
-            callback(nullptr, &lost);
+        for (Waiting& waiting : pending) // in the order they were sent
+            answer(waiting, nullptr, &lost);
         resetRequests(lost); // RPC calls in flight; the next request() makes a new reply queue
         if (wasOpen && !giveUp_)
             notifyEvent(ConnectionEvent::DISCONNECTED);
@@ -1328,7 +1344,7 @@ private:
     std::shared_ptr<AckLink> ackLink_;
     std::mutex pendingMutex_; // requests are registered from any thread (start)
     std::uint64_t nextRequestId_ = 1;
-    std::unordered_map<std::uint64_t, Callback> pending_;
+    PendingRequests<Waiting> pending_;
     std::set<std::uint64_t> returnedIds_;
     std::map<std::string, std::shared_ptr<ConsumerRecord>, std::less<>> consumers_;
     // Consumers cancelled on this link, and whether their deliveries need an ack: deliveries
