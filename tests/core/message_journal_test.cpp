@@ -224,8 +224,7 @@ TEST_CASE("journal: the in-memory limits count what is in memory, not the backlo
     for (int i = 6; i <= 8; ++i)
         (void)publish(f.channel, "", "q", "m" + std::to_string(i), T0, persistent());
     CHECK(queue->pagedCount() == 4); // m6 and m7 took the places m1 and m2 left; m8 is paged
-    CHECK(drain(f.channel, "q") ==
-          std::vector<std::string>{"m3", "m4", "m5", "m6", "m7", "m8"});
+    CHECK(drain(f.channel, "q") == std::vector<std::string>{"m3", "m4", "m5", "m6", "m7", "m8"});
     CHECK(f.journal.reloads == 4);
 }
 
