@@ -655,7 +655,7 @@ void Session::sendError(std::uint64_t requestId, core::ErrorCode code, const std
     });
 }
 
-void Session::writeDelivery(const std::string& consumerTag, std::uint64_t deliveryTag,
+void Session::writeDelivery(std::string_view consumerTag, std::uint64_t deliveryTag,
                             bool redelivered, const core::MessageRef& message) {
     send(0, [&](capnp::MessageBuilder& builder, wire::Frame::Builder f, Extras& x) {
         auto d = f.initDeliver();
@@ -831,7 +831,7 @@ void Session::deliver(const core::Delivery& delivery) {
         heldBytes_ += delivery.message->body.size();
         return;
     }
-    writeDelivery(std::string(delivery.consumerTag), delivery.deliveryTag, delivery.redelivered,
+    writeDelivery(delivery.consumerTag, delivery.deliveryTag, delivery.redelivered,
                   delivery.message);
 }
 

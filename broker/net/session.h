@@ -85,7 +85,7 @@ private:
     void sendError(std::uint64_t requestId, const core::Error& error) {
         sendError(requestId, error.code, error.describe(), false);
     }
-    void writeDelivery(const std::string& consumerTag, std::uint64_t deliveryTag, bool redelivered,
+    void writeDelivery(std::string_view consumerTag, std::uint64_t deliveryTag, bool redelivered,
                        const core::MessageRef& message);
     void scheduleFlush();
     void flush();
