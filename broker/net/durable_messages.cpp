@@ -35,9 +35,12 @@ std::int64_t wallClockMillis() {
 
 // A message's bytes in the store, stamped with the wall-clock time it was first written: the
 // time it entered its queues (a dead-lettered copy is a new message, written when it moved).
-std::string encode(const core::Message& m) {
+// Added to the store as it is encoded: Cap'n Proto's stream framing (as messageToFlatArray
+// writes it: the table, the segments) goes from the builder into the store's write buffer, one
+// copy, no string in between.
+std::uint64_t addEncoded(store::MessageStore& store, const core::Message& m) {
     // On a zeroed scratch segment (zeroed again by the builder's destructor): no 8 KiB
-    // allocation per message, and the framing written straight into the result.
+    // allocation per message.
     constexpr std::size_t SCRATCH_WORDS = 1024;
     thread_local const std::unique_ptr<capnp::word[]> scratch =
         std::make_unique<capnp::word[]>(SCRATCH_WORDS);
@@ -50,19 +53,15 @@ std::string encode(const core::Message& m) {
     if (!m.deaths.empty())
         toWire(m.deaths, w.initDeaths(static_cast<unsigned>(m.deaths.size())));
     w.setBody(capnp::Data::Reader(reinterpret_cast<const kj::byte*>(m.body.data()), m.body.size()));
-    // Cap'n Proto's stream framing, as messageToFlatArray writes it: the table, the segments.
     const auto segments = builder.getSegmentsForOutput();
     const protocol::FramingTable table(segments);
-    std::size_t total = table.bytes();
+    thread_local std::vector<std::string_view> parts; // reused: no allocation per message
+    parts.clear();
+    parts.emplace_back(static_cast<const char*>(table.data()), table.bytes());
     for (const auto& segment : segments)
-        total += segment.size() * sizeof(capnp::word);
-    std::string out;
-    out.reserve(total);
-    out.append(static_cast<const char*>(table.data()), table.bytes());
-    for (const auto& segment : segments)
-        out.append(reinterpret_cast<const char*>(segment.begin()),
-                   segment.size() * sizeof(capnp::word));
-    return out;
+        parts.emplace_back(reinterpret_cast<const char*>(segment.begin()),
+                           segment.size() * sizeof(capnp::word));
+    return store.addMessage(parts);
 }
 
 // Calls `use` with the root of a stored message's bytes; false for bytes that are not a
@@ -245,7 +244,7 @@ std::size_t DurableMessages::recover(core::Broker& broker, core::TimePoint now) 
 // ids, and the store's own per-queue index says which queue holds what.
 void DurableMessages::enqueued(const core::Queue& queue, const core::MessageRef& message) {
     if (message->journalHandle == 0 || !store_->enqueue(queue.name(), message->journalHandle)) {
-        message->journalHandle = store_->addMessage(encode(*message));
+        message->journalHandle = addEncoded(*store_, *message);
         (void)store_->enqueue(queue.name(), message->journalHandle);
     }
     scheduleSync();

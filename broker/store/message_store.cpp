@@ -333,7 +333,15 @@ int MessageStore::createFile(const std::filesystem::path& path,
 // A record whose payload is `head` then `tail`, written straight into the active segment's
 // pending bytes (the checksum computed over the pieces, nothing assembled first).
 void MessageStore::append(std::uint8_t type, std::string_view head, std::string_view tail) {
-    const std::size_t payloadSize = head.size() + tail.size();
+    const std::string_view parts[] = {tail};
+    append(type, head, parts);
+}
+
+void MessageStore::append(std::uint8_t type, std::string_view head,
+                          std::span<const std::string_view> tail) {
+    std::size_t payloadSize = head.size();
+    for (const std::string_view part : tail)
+        payloadSize += part.size();
     Segment* active = segments_.rbegin()->second.get();
     if (active->size + RECORD_HEADER + payloadSize > options_.segmentBytes &&
         active->size > SEGMENT_HEADER) {
@@ -344,25 +352,36 @@ void MessageStore::append(std::uint8_t type, std::string_view head, std::string_
     const char typeByte = static_cast<char>(type);
     std::uint32_t crc = crc32c(&typeByte, 1);
     crc = crc32c(head.data(), head.size(), crc);
-    crc = crc32c(tail.data(), tail.size(), crc);
+    for (const std::string_view part : tail)
+        crc = crc32c(part.data(), part.size(), crc);
     std::string& out = active->pending;
     put32(out, static_cast<std::uint32_t>(payloadSize));
     put32(out, crc);
     out += typeByte;
     out.append(head);
-    out.append(tail);
+    for (const std::string_view part : tail)
+        out.append(part);
     active->size += RECORD_HEADER + payloadSize;
     unsynced_ += RECORD_HEADER + payloadSize;
 }
 
 std::uint64_t MessageStore::addMessage(std::string_view bytes) {
+    const std::string_view parts[] = {bytes};
+    return addMessage(parts);
+}
+
+std::uint64_t MessageStore::addMessage(std::span<const std::string_view> parts) {
     const std::uint64_t id = nextMessageId_++;
-    std::string head;
-    put64(head, id);
-    append(MESSAGE, head, bytes);
+    std::size_t size = 0;
+    for (const std::string_view part : parts)
+        size += part.size();
+    char head[8]; // the id, little-endian, as put64 writes it
+    for (int i = 0; i < 8; ++i)
+        head[i] = static_cast<char>((id >> (8 * i)) & 0xff);
+    append(MESSAGE, std::string_view(head, sizeof head), parts);
     Segment& active = *segments_.rbegin()->second;
-    messages_[id] = MessageInfo{active.number, active.size - bytes.size(),
-                                static_cast<std::uint32_t>(bytes.size()), 0};
+    messages_[id] =
+        MessageInfo{active.number, active.size - size, static_cast<std::uint32_t>(size), 0};
     added_.push_back(id);
     return id; // live once enqueued (see collect)
 }

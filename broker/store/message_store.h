@@ -99,6 +99,9 @@ public:
     // A message is live while a queue holds it: enqueue it before the next collect(), which
     // forgets messages no queue holds.
     std::uint64_t addMessage(std::string_view bytes); // returns the message's id
+    // The same for bytes in several pieces (an encoder's segments), copied once, into the
+    // write buffer.
+    std::uint64_t addMessage(std::span<const std::string_view> parts);
     // False (nothing written) when the store no longer has the message: add it again.
     bool enqueue(std::string_view queue, std::uint64_t messageId);
     // False (nothing written) for a pair the store does not hold: ignored.
@@ -174,6 +177,7 @@ private:
     static int createFile(const std::filesystem::path& path,
                           const std::filesystem::path& directory);
     void append(std::uint8_t type, std::string_view head, std::string_view tail = {});
+    void append(std::uint8_t type, std::string_view head, std::span<const std::string_view> tail);
     void release(std::uint64_t messageId);
     void compactOldest();
     bool mostlyDead() const; // more dead bytes than live ones on disk
