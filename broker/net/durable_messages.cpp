@@ -312,6 +312,7 @@ void DurableMessages::startBatch() {
     if (batch.empty()) {
         auto waiting = std::move(waiting_); // everything they wait for is on disk already
         waiting_.clear();
+        ++generation_;
         for (auto& done : waiting)
             done(nullptr);
         if (failing_.empty())
@@ -320,6 +321,7 @@ void DurableMessages::startBatch() {
     }
     inFlightWaiting_ = std::move(waiting_);
     waiting_.clear();
+    ++generation_;
     {
         std::lock_guard lock(syncMutex_);
         job_ = std::move(batch);

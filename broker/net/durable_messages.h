@@ -60,6 +60,10 @@ public:
     // Calls `done` once everything journaled so far is on disk (failure == nullptr), or could
     // not be made so (the reason): at once when nothing is waiting to be written.
     void afterSync(std::function<void(const std::string* failure)> done);
+    // Changes whenever the callbacks waiting for the next sync are handed to a batch (or run):
+    // while it has not changed, a callback given to afterSync earlier also covers what was
+    // journaled since (a session groups its confirms under one callback that way).
+    std::uint64_t syncGeneration() const { return generation_; }
     // Something journaled is not on disk yet (a confirm must wait).
     bool syncPending() const {
         return syncPosted_ || store_->hasUnsynced() || store_->batchInFlight();
@@ -86,6 +90,7 @@ private:
     store::Recovered recovered_; // what open found, until recover() has used it
     std::unique_ptr<store::MessageStore> store_;
     bool syncPosted_ = false;
+    std::uint64_t generation_ = 0; // see syncGeneration
     // Confirms waiting for the next batch, and for the one being written.
     std::vector<std::function<void(const std::string*)>> waiting_;
     std::vector<std::function<void(const std::string*)>> inFlightWaiting_;

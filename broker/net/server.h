@@ -62,6 +62,7 @@ public:
     // publisher confirms wait for it. `failure` is the reason when it could not be written.
     void afterSync(std::function<void(const std::string* failure)> done);
     bool syncPending() const { return durable_ && durable_->syncPending(); }
+    std::uint64_t syncGeneration() const { return durable_ ? durable_->syncGeneration() : 0; }
     // A publish of `bytes` was routed: past an eighth of the limit since the last check, check
     // now rather than at the next tick, so a fast publisher cannot overshoot by much.
     void notePublished(std::size_t bytes);

@@ -498,27 +498,35 @@ void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publi
     if (requestId != 0) {
         // Sent once what the publish journaled (a persistent message in a durable queue) is on
         // disk: a confirmed message survives a crash. Group commit: one fsync per batch.
-        const bool rejected = result->rejected;
-        const auto queues = static_cast<std::uint32_t>(result->queues);
-        auto confirm = [this, requestId, rejected, queues](const std::string* failure) {
-            send(requestId, [&](capnp::MessageBuilder&, wire::Frame::Builder f, Extras&) {
-                auto c = f.initConfirm();
-                c.setAck(!rejected && failure == nullptr);
-                c.setRoutedQueues(queues);
-                if (failure != nullptr)
-                    c.setReason(wireText("not written to disk: " + *failure));
-                else if (rejected)
-                    c.setReason("a queue is full and its x-overflow is reject-publish");
-            });
-        };
+        const PendingConfirm confirm{requestId, result->rejected,
+                                     static_cast<std::uint32_t>(result->queues)};
         if (!server_.syncPending()) {
-            confirm(nullptr); // nothing waits for the disk: no deferred closure per publish
+            sendConfirm(confirm, nullptr); // nothing waits for the disk: nothing to group
             return;
         }
-        server_.afterSync([self = shared_from_this(), confirm](const std::string* failure) {
-            confirm(failure); // `self` keeps the session alive until then
-        });
+        const std::uint64_t generation = server_.syncGeneration();
+        if (!openConfirms_ || openConfirms_->generation != generation) {
+            openConfirms_ = std::make_shared<ConfirmGroup>(ConfirmGroup{generation, {}});
+            server_.afterSync([self = shared_from_this(),
+                               group = openConfirms_](const std::string* failure) {
+                for (const PendingConfirm& c : group->confirms)
+                    self->sendConfirm(c, failure); // `self` keeps the session alive until then
+            });
+        }
+        openConfirms_->confirms.push_back(confirm);
     }
+}
+
+void Session::sendConfirm(const PendingConfirm& confirm, const std::string* failure) {
+    send(confirm.requestId, [&](capnp::MessageBuilder&, wire::Frame::Builder f, Extras&) {
+        auto c = f.initConfirm();
+        c.setAck(!confirm.rejected && failure == nullptr);
+        c.setRoutedQueues(confirm.queues);
+        if (failure != nullptr)
+            c.setReason(wireText("not written to disk: " + *failure));
+        else if (confirm.rejected)
+            c.setReason("a queue is full and its x-overflow is reject-publish");
+    });
 }
 
 void Session::handleList(std::uint64_t requestId, wire::ListKind kind) {

@@ -140,6 +140,21 @@ private:
     };
     bool holdingDeliveries_ = false;
     std::vector<Held> held_;
+    // Publisher confirms waiting for the disk, grouped under one Server::afterSync callback per
+    // sync batch rather than one closure each: a publish joins the open group while the sync's
+    // waiting callbacks have not been handed to a batch since (Server::syncGeneration), so the
+    // group's callback runs only once this publish, too, is on disk.
+    struct PendingConfirm {
+        std::uint64_t requestId;
+        bool rejected;
+        std::uint32_t queues;
+    };
+    struct ConfirmGroup {
+        std::uint64_t generation;
+        std::vector<PendingConfirm> confirms;
+    };
+    std::shared_ptr<ConfirmGroup> openConfirms_;
+    void sendConfirm(const PendingConfirm& confirm, const std::string* failure);
     bool publishBlocked_ = false;
     bool hasPublished_ = false;
 
