@@ -507,11 +507,11 @@ void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publi
         const std::uint64_t generation = server_.syncGeneration();
         if (!openConfirms_ || openConfirms_->generation != generation) {
             openConfirms_ = std::make_shared<ConfirmGroup>(ConfirmGroup{generation, {}});
-            server_.afterSync([self = shared_from_this(),
-                               group = openConfirms_](const std::string* failure) {
-                for (const PendingConfirm& c : group->confirms)
-                    self->sendConfirm(c, failure); // `self` keeps the session alive until then
-            });
+            server_.afterSync(
+                [self = shared_from_this(), group = openConfirms_](const std::string* failure) {
+                    for (const PendingConfirm& c : group->confirms)
+                        self->sendConfirm(c, failure); // `self` keeps the session alive until then
+                });
         }
         openConfirms_->confirms.push_back(confirm);
     }
