@@ -660,6 +660,51 @@ TEST_CASE("deliveries queued for a cancelled consumer go back to the queue") {
     });
 }
 
+// The consumers of one connection share its dispatcher and one mailbox: each still gets its own
+// deliveries in order, and cancelling one returns only its queued deliveries.
+TEST_CASE("consumers sharing a connection: each in order, one cancelled, the other goes on") {
+    forEachUrl([](const std::string& url) {
+        Inbox<std::string> seenA;
+        Inbox<std::string> seenB;
+        auto connection = Connection::open(url);
+        connection->declareQueue("a");
+        connection->declareQueue("b");
+        for (int i = 0; i < 100; ++i) {
+            (void)connection->publishConfirmed("", "a", "a" + std::to_string(i));
+            (void)connection->publishConfirmed("", "b", "b" + std::to_string(i));
+        }
+        std::unique_ptr<Consumer> consumerA;
+        std::promise<void> started;
+        std::shared_future<void> ready = started.get_future().share();
+        consumerA = std::make_unique<Consumer>(
+            connection->consume("a", [&seenA, &consumerA, ready](Delivery& d) {
+                ready.wait(); // until `consumerA` is set
+                d.ack();
+                seenA.push(d.body());
+                if (seenA.size() == 10)
+                    consumerA->cancel();
+            }));
+        Consumer consumerB = connection->consume("b", [&seenB](Delivery& d) {
+            d.ack();
+            seenB.push(d.body());
+        });
+        started.set_value();
+        REQUIRE(seenB.waitFor(100));
+        std::vector<std::string> expectedB;
+        for (int i = 0; i < 100; ++i)
+            expectedB.push_back("b" + std::to_string(i));
+        CHECK(seenB.items() == expectedB);
+        CHECK(depot::tests::eventually([&] { return readyCount(*connection, "a") == 90; }));
+        std::vector<std::string> expectedA;
+        for (int i = 0; i < 10; ++i)
+            expectedA.push_back("a" + std::to_string(i));
+        CHECK(seenA.items() == expectedA);
+        auto next = connection->get("a");
+        REQUIRE(next);
+        CHECK(next->body() == "a10");
+    });
+}
+
 TEST_CASE("a Consumer that outlives its connection is harmless") {
     forEachUrl([](const std::string& url) {
         Inbox<Delivery> inbox;
