@@ -10,6 +10,10 @@
 // (as RabbitMQ does: whether they had been delivered is not known), paged out: a queue reads
 // each one back as it reaches the head (reload), so recovery holds no message bodies in memory.
 // A message's TTL keeps counting from when it was first written.
+//
+// A stored message is Cap'n Proto's wire::Message without its body, packed, followed by the
+// body as it is (durable_messages.cpp has the layout); the unpacked form earlier versions wrote
+// is still read.
 
 #include "broker/core/broker.h"
 #include "broker/core/message_journal.h"
