@@ -92,9 +92,14 @@ template <typename Use> bool withStored(std::string_view bytes, Use&& use) {
                 length |= std::size_t{static_cast<unsigned char>(bytes[1 + i])} << (8 * i);
             if (length > bytes.size() - PACKED_HEAD)
                 return false;
-            kj::ArrayInputStream in(kj::arrayPtr(
-                reinterpret_cast<const kj::byte*>(bytes.data() + PACKED_HEAD), length));
-            capnp::PackedMessageReader reader(in);
+            const auto packed =
+                kj::arrayPtr(reinterpret_cast<const kj::byte*>(bytes.data() + PACKED_HEAD), length);
+            // Headers may be larger than the default traversal limit (64 MiB) allows: allow
+            // what these bytes unpack to, as the frame reader allows what a frame holds.
+            capnp::ReaderOptions options;
+            options.traversalLimitInWords = capnp::computeUnpackedSizeInWords(packed) * 4 + 64;
+            kj::ArrayInputStream in(packed);
+            capnp::PackedMessageReader reader(in, options);
             use(reader.getRoot<wire::Message>(), bytes.substr(PACKED_HEAD + length));
             return true;
         }
@@ -269,7 +274,7 @@ std::size_t DurableMessages::recover(core::Broker& broker, core::TimePoint now) 
         vhost->settle(now); // what a length limit dead-lettered while restoring
     if (store_->hasUnsynced())
         store_->sync();
-    store_->collect();
+    collect(); // and again later, if the oldest segment waits to be compacted
     return restored;
 }
 
@@ -418,10 +423,10 @@ void DurableMessages::collectLater() {
     if (collectArmed_)
         return;
     collectArmed_ = true;
-    collectTimer_.expires_after(store::MessageStore::Options{}.compactAfter);
-    collectTimer_.async_wait([this](const asio::error_code& error) {
-        if (error)
-            return; // cancelled: this object is being destroyed
+    collectTimer_.expires_after(store_->compactAfter());
+    collectTimer_.async_wait([alive = aliveWeak_, this](const asio::error_code& error) {
+        if (error || !alive.lock())
+            return; // cancelled, or this object is gone
         collectArmed_ = false;
         if (!store_->batchInFlight() && failing_.empty())
             collect();

@@ -32,9 +32,9 @@
 // order: its head segment, nearly consumed, would be copied only to be consumed a moment later
 // (disk use may then reach about twice the live bytes before compaction starts). The third: the
 // oldest segment is compacted only once it has stopped draining, none of its records having
-// gone for `compactAfter`; collect() says when it waits for that, so that the owner calls it
-// again. Only the oldest is ever deleted, so an ACK or DROP record is never deleted before the
-// ENQUEUE records it cancels.
+// gone for `compactAfter` (or, drained slowly, once it has waited ten times that); collect()
+// says when it waits, so that the owner calls it again. Only the oldest is ever deleted, so an ACK
+// or DROP record is never deleted before the ENQUEUE records it cancels.
 
 #include <chrono>
 #include <cstddef>
@@ -148,6 +148,7 @@ public:
     // lately): call again, at `now` plus compactAfter at the latest, for it to happen.
     bool collect(std::chrono::steady_clock::time_point now);
     bool collect() { return collect(std::chrono::steady_clock::now()); }
+    std::chrono::milliseconds compactAfter() const { return options_.compactAfter; }
 
     StoreStats stats() const;
     bool hasUnsynced() const { return unsynced_ > 0; }
@@ -199,12 +200,13 @@ private:
     std::uint64_t compactions_ = 0;
     std::string scratch_; // a record's payload, built here before append() copies it
     std::string spare_;   // a written batch's buffer, empty, for the next records to go into
-    // The oldest segment as a compaction candidate: its live bytes when last seen changed, and
-    // since when they have stayed so.
+    // The oldest segment as a compaction candidate: its live bytes when last seen changed,
+    // since when they have stayed so, and since when it has been the candidate.
     struct Candidate {
         std::uint32_t segment = 0;
         std::uint64_t liveBytes = 0;
         std::chrono::steady_clock::time_point since;
+        std::chrono::steady_clock::time_point first;
     };
     Candidate candidate_;
 };

@@ -355,9 +355,41 @@ TEST_CASE("store: the oldest segment is compacted only once it has stopped drain
     CHECK(recovered.queues.at("q").back().messageId == ids[40]);
 }
 
-namespace {
+// A head segment drained slowly (a little of it goes before every check) is compacted all the
+// same once it has waited ten times compactAfter: a slow consumer must not hold the disk.
+TEST_CASE("store: a slowly drained oldest segment is compacted after ten times compactAfter") {
+    TempDir dir;
+    Recovered nothing;
+    MessageStore::Options options = at(dir, 32768); // about 225 messages a segment
+    options.compactAfter = std::chrono::seconds(1);
+    auto store = MessageStore::open(options, nothing);
+    std::vector<std::uint64_t> ids;
+    const std::string body(100, 'b');
+    for (int i = 0; i < 500; ++i) {
+        ids.push_back(store->addMessage(body));
+        store->enqueue("q", ids.back());
+    }
+    store->sync();
+    // The head segment under a sixth live, the rest nearly all dead.
+    for (std::size_t i = 0; i < ids.size(); ++i)
+        if (i < 190 || (i >= 230 && i != 400))
+            store->ack("q", ids[i]);
+    store->sync();
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(store->collect(t0));                      // a candidate, still draining: it waits
+    for (std::size_t step = 1; step < 25; ++step) { // one more of it goes every 400 ms
+        store->ack("q", ids[189 + step]);
+        store->sync();
+        CHECK(store->collect(t0 + std::chrono::milliseconds(400) * step));
+    }
+    CHECK(store->stats().compactions == 0);
+    store->ack("q", ids[214]);
+    store->sync();
+    (void)store->collect(t0 + std::chrono::milliseconds(10'100)); // a candidate for 10 s
+    CHECK(store->stats().compactions >= 1);
+}
 
-// A file size limitnamespace {
+namespace {
 
 // A file size limit (as `ulimit -f` sets) for the scope of one test: writes past it fail with
 // EFBIG, as they would with ENOSPC on a full disk. SIGXFSZ is ignored meanwhile, as depotd does.
