@@ -73,6 +73,18 @@ struct Fixture {
     }
 };
 
+// A durable queue "q" that keeps two messages in memory, given m1..m5: three are paged out.
+core::Queue* fiveInTwoInMemory(Fixture& f) {
+    declareQueue(f.channel, "q",
+                 queueOptions({{"x-max-in-memory-length", std::int64_t{2}}}, /*durable=*/true));
+    core::Queue* queue = f.vhost.queue("q");
+    REQUIRE(queue != nullptr);
+    for (int i = 1; i <= 5; ++i)
+        (void)publish(f.channel, "", "q", "m" + std::to_string(i), T0, persistent());
+    CHECK(queue->pagedCount() == 3);
+    return queue;
+}
+
 } // namespace
 
 TEST_CASE("journal: only persistent messages in durable queues are reported") {
@@ -185,13 +197,7 @@ TEST_CASE("journal: a lazy queue pages out every persistent message and gives th
 
 TEST_CASE("journal: x-max-in-memory-length keeps the head in memory and pages out the rest") {
     Fixture f;
-    declareQueue(f.channel, "q",
-                 queueOptions({{"x-max-in-memory-length", std::int64_t{2}}}, /*durable=*/true));
-    core::Queue* queue = f.vhost.queue("q");
-    REQUIRE(queue != nullptr);
-    for (int i = 1; i <= 5; ++i)
-        (void)publish(f.channel, "", "q", "m" + std::to_string(i), T0, persistent());
-    CHECK(queue->pagedCount() == 3);
+    core::Queue* queue = fiveInTwoInMemory(f);
     auto first = get(f.channel, "q", false);
     auto second = get(f.channel, "q", false);
     CHECK(f.journal.reloads == 0); // the head was in memory
@@ -212,13 +218,7 @@ TEST_CASE("journal: the in-memory limits count what is in memory, not the backlo
     // A backlog past the limit must not page out every later arrival: once the head drained,
     // new messages are kept in memory again, up to the limit, and still come out in order.
     Fixture f;
-    declareQueue(f.channel, "q",
-                 queueOptions({{"x-max-in-memory-length", std::int64_t{2}}}, /*durable=*/true));
-    core::Queue* queue = f.vhost.queue("q");
-    REQUIRE(queue != nullptr);
-    for (int i = 1; i <= 5; ++i)
-        (void)publish(f.channel, "", "q", "m" + std::to_string(i), T0, persistent());
-    CHECK(queue->pagedCount() == 3);
+    core::Queue* queue = fiveInTwoInMemory(f);
     auto first = get(f.channel, "q", /*noAck=*/true);
     auto second = get(f.channel, "q", /*noAck=*/true);
     for (int i = 6; i <= 8; ++i)

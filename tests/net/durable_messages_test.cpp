@@ -51,34 +51,39 @@ std::size_t onDisk(const TempDir& dir) {
     return recovered.messages.size();
 }
 
-// A broker with the durable queue "q", its messages kept in `dir` by a DurableMessages that
-// recovers what is there.
-struct Restarted {
+// A broker with the durable queue "q", its persistent messages kept in `dir` by a
+// DurableMessages (that first recovers what is there, for a restart).
+struct Durable {
     asio::io_context io;
     core::Broker broker;
     core::Vhost& vhost = broker.defaultVhost();
     core::Channel& channel = vhost.openChannel();
     net::DurableMessages durable;
     std::size_t recovered = 0;
-    explicit Restarted(const TempDir& dir) : durable(dir.file("messages"), io, nullptr) {
+    Durable(const TempDir& dir, bool recover) : durable(dir.file("messages"), io, nullptr) {
         vhost.setJournal(&durable);
         declareQueue(channel, "q", queueOptions({}, /*durable=*/true));
-        recovered = durable.recover(broker, T0);
+        if (recover)
+            recovered = durable.recover(broker, T0);
     }
-    ~Restarted() { vhost.setJournal(nullptr); }
+    ~Durable() { vhost.setJournal(nullptr); }
+    // Runs the loop until what was journaled so far is on disk.
+    void sync() {
+        bool synced = false;
+        durable.afterSync([&](const std::string*) { synced = true; });
+        runUntil(io, [&] { return synced; });
+        REQUIRE(synced);
+    }
 };
 
 } // namespace
 
 TEST_CASE("durable messages: a sync callback covers what was journaled before its batch only") {
     TempDir dir;
-    asio::io_context io;
-    core::Broker broker;
-    core::Vhost& vhost = broker.defaultVhost();
-    net::DurableMessages durable(dir.file("messages"), io, nullptr);
-    vhost.setJournal(&durable);
-    core::Channel& channel = vhost.openChannel();
-    declareQueue(channel, "q", queueOptions({}, /*durable=*/true));
+    Durable f(dir, /*recover=*/false);
+    asio::io_context& io = f.io;
+    core::Channel& channel = f.channel;
+    net::DurableMessages& durable = f.durable;
 
     CHECK_FALSE(durable.syncPending());
     (void)publish(channel, "", "q", "first", T0, persistent());
@@ -104,7 +109,6 @@ TEST_CASE("durable messages: a sync callback covers what was journaled before it
     REQUIRE(onDiskWhenCalled.size() == 1);
     CHECK(onDiskWhenCalled[0] >= 2); // the first two were on disk when the first callback ran
     CHECK(thirdCovered);
-    vhost.setJournal(nullptr);
 }
 
 // What a persistent message carries comes back from disk unchanged: every property, the
@@ -115,13 +119,8 @@ TEST_CASE("durable messages: every field of a stored message comes back after a 
     properties.expiration = std::chrono::milliseconds(3'600'000); // not due during the test
     const std::vector<std::string> bodies = {"", "hello", std::string(16384, 'x') + "end"};
     {
-        asio::io_context io;
-        core::Broker broker;
-        core::Vhost& vhost = broker.defaultVhost();
-        net::DurableMessages durable(dir.file("messages"), io, nullptr);
-        vhost.setJournal(&durable);
-        core::Channel& channel = vhost.openChannel();
-        declareQueue(channel, "q", queueOptions({}, /*durable=*/true));
+        Durable f(dir, /*recover=*/false);
+        core::Channel& channel = f.channel;
         // A dead-lettered one: rejected from "src" into "q", with its x-death.
         declareQueue(channel, "src",
                      queueOptions({{"x-dead-letter-exchange", std::string("")},
@@ -132,13 +131,9 @@ TEST_CASE("durable messages: every field of a stored message comes back after a 
         auto rejected = get(channel, "src", /*noAck=*/false);
         REQUIRE(rejected);
         DEPOT_REQUIRE_OK(channel.reject(rejected->deliveryTag, /*requeue=*/false, T0));
-        bool synced = false;
-        durable.afterSync([&](const std::string*) { synced = true; });
-        runUntil(io, [&] { return synced; });
-        REQUIRE(synced);
-        vhost.setJournal(nullptr);
+        f.sync();
     }
-    Restarted restarted(dir);
+    Durable restarted(dir, /*recover=*/true);
     CHECK(restarted.recovered == 4);
     for (const std::string& body : bodies) {
         auto got = get(restarted.channel, "q", /*noAck=*/true);
@@ -180,7 +175,7 @@ TEST_CASE("durable messages: a message stored in the earlier, unpacked form is r
         store->enqueue("q", store->addMessage(std::string_view(bytes.begin(), bytes.size())));
         store->sync();
     }
-    Restarted restarted(dir);
+    Durable restarted(dir, /*recover=*/true);
     CHECK(restarted.recovered == 1);
     auto got = get(restarted.channel, "q", /*noAck=*/true);
     REQUIRE(got);
@@ -192,22 +187,12 @@ TEST_CASE("durable messages: a message stored in the earlier, unpacked form is r
 // The form on disk keeps a small message small: its zeros packed, its body stored once.
 TEST_CASE("durable messages: a 100-byte persistent message takes under 250 bytes on disk") {
     TempDir dir;
-    asio::io_context io;
-    core::Broker broker;
-    core::Vhost& vhost = broker.defaultVhost();
-    net::DurableMessages durable(dir.file("messages"), io, nullptr);
-    vhost.setJournal(&durable);
-    core::Channel& channel = vhost.openChannel();
-    declareQueue(channel, "q", queueOptions({}, /*durable=*/true));
-    const std::uint64_t before = durable.stats().bytesOnDisk;
+    Durable f(dir, /*recover=*/false);
+    const std::uint64_t before = f.durable.stats().bytesOnDisk;
     for (int i = 0; i < 100; ++i)
-        (void)publish(channel, "", "q", std::string(100, 'b'), T0, persistent());
-    bool synced = false;
-    durable.afterSync([&](const std::string*) { synced = true; });
-    runUntil(io, [&] { return synced; });
-    REQUIRE(synced);
-    const std::uint64_t perMessage = (durable.stats().bytesOnDisk - before) / 100;
+        (void)publish(f.channel, "", "q", std::string(100, 'b'), T0, persistent());
+    f.sync();
+    const std::uint64_t perMessage = (f.durable.stats().bytesOnDisk - before) / 100;
     CAPTURE(perMessage);
     CHECK(perMessage < 250); // the message and its enqueue record; 342 unpacked
-    vhost.setJournal(nullptr);
 }
