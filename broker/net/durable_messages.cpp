@@ -36,7 +36,7 @@ std::int64_t wallClockMillis() {
 // A message's bytes in the store: the FORMAT byte, the length (u32, little-endian) of what
 // follows up to the body, the message without its body in Cap'n Proto's packed stream format,
 // then the body as it is. Packing squeezes out the zeros of the properties and of the structs'
-// pointers (a 100-byte message's record went from 295 to about 150 bytes), and the body, left
+// pointers (a 100-byte message's record went from 295 to 137 bytes), and the body, left
 // out of it, is neither packed nor copied twice. Earlier versions stored the whole message
 // unpacked, in Cap'n Proto's stream framing, which starts with a segment count (never this
 // byte): both are read.

@@ -549,8 +549,6 @@ void MessageStore::batchWritten(SyncBatch&& batch) {
     ++syncs_;
 }
 
-// The records go back in front of what was appended meanwhile: the next sync writes them again
-// at the offsets the index gave them. The owner must not confirm them now.
 void MessageStore::keepSpare(std::string&& buffer) {
     constexpr std::size_t MAX_SPARE = std::size_t{16} << 20; // a burst's buffer is not kept
     if (buffer.capacity() > spare_.capacity() && buffer.capacity() <= MAX_SPARE) {
@@ -559,6 +557,8 @@ void MessageStore::keepSpare(std::string&& buffer) {
     }
 }
 
+// The records go back in front of what was appended meanwhile: the next sync writes them again
+// at the offsets the index gave them. The owner must not confirm them now.
 void MessageStore::batchFailed(SyncBatch&& batch) {
     inFlight_ = false;
     lastSyncFailed_ = true;
