@@ -99,7 +99,12 @@ template <typename Use> bool withStored(std::string_view bytes, Use&& use) {
             capnp::ReaderOptions options;
             options.traversalLimitInWords = capnp::computeUnpackedSizeInWords(packed) * 4 + 64;
             kj::ArrayInputStream in(packed);
-            capnp::PackedMessageReader reader(in, options);
+            // Unpacked into a buffer reused for every message (a recovery reads a million).
+            constexpr std::size_t SCRATCH_WORDS = 1024;
+            thread_local const std::unique_ptr<capnp::word[]> scratch =
+                std::make_unique<capnp::word[]>(SCRATCH_WORDS);
+            capnp::PackedMessageReader reader(
+                in, options, kj::ArrayPtr<capnp::word>(scratch.get(), SCRATCH_WORDS));
             use(reader.getRoot<wire::Message>(), bytes.substr(PACKED_HEAD + length));
             return true;
         }
