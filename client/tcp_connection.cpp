@@ -253,18 +253,8 @@ public:
         if (closed_)
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
         waitForPublishRoom();
-        // A body large enough to be sent from where it lives needs an owner until written.
-        std::shared_ptr<const std::string> owner;
-        if (protocol::canReferenceBody(body))
-            owner = std::make_shared<const std::string>(std::move(body));
-        const std::string& bytes = owner ? *owner : body;
-        const bool sent = appendFrame(
-            0,
-            [&](capnp::MessageBuilder& b, wire::Frame::Builder f, const void*& external,
-                std::shared_ptr<const void>& keepAlive) {
-                fillPublish(b, f, exchange, routingKey, options, bytes, owner, external, keepAlive);
-            },
-            /*force=*/false, urgent);
+        const PublishFill fill(exchange, routingKey, std::move(body), options);
+        const bool sent = appendFrame(0, fill, /*force=*/false, urgent);
         if (!sent)
             notifyError(Error(ErrorKind::CONNECTION_LOST, "publish to '" + std::string(exchange) +
                                                               "' dropped: not connected to " +
@@ -273,17 +263,15 @@ public:
 
     Confirmation publishConfirmed(std::string_view exchange, std::string_view routingKey,
                                   std::string body, const PublishOptions& options) override {
-        auto payload = std::make_shared<PublishPayload>(PublishPayload{
-            std::string(exchange), std::string(routingKey), options, std::move(body)});
-        return call<Confirmation>(confirmedPublish(payload), confirmationOf());
+        const PublishFill fill(exchange, routingKey, std::move(body), options);
+        return call<Confirmation>(std::cref(fill), confirmationOf());
     }
 
     std::future<Confirmation> publishConfirmedAsync(std::string_view exchange,
                                                     std::string_view routingKey, std::string body,
                                                     const PublishOptions& options) override {
-        auto payload = std::make_shared<PublishPayload>(PublishPayload{
-            std::string(exchange), std::string(routingKey), options, std::move(body)});
-        return start<Confirmation>(confirmedPublish(payload), confirmationOf());
+        const PublishFill fill(exchange, routingKey, std::move(body), options);
+        return start<Confirmation>(std::cref(fill), confirmationOf());
     }
 
 protected:
@@ -292,19 +280,9 @@ protected:
                               ConfirmCallback settled) override {
         if (closed_)
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
-        // Encoded here and now (the frame is built before startRequest returns): no copy of
-        // the names into a payload, and the callback kept as it is, without a wrapper. A body
-        // large enough to be sent from where it lives needs an owner until written.
-        std::shared_ptr<const std::string> owner;
-        if (protocol::canReferenceBody(body))
-            owner = std::make_shared<const std::string>(std::move(body));
-        const std::string& bytes = owner ? *owner : body;
-        (void)startRequest(
-            [&](capnp::MessageBuilder& b, wire::Frame::Builder f, const void*& external,
-                std::shared_ptr<const void>& keepAlive) {
-                fillPublish(b, f, exchange, routingKey, options, bytes, owner, external, keepAlive);
-            },
-            Waiting{{}, std::move(settled)});
+        // The callback is kept as it is, without a wrapper.
+        const PublishFill fill(exchange, routingKey, std::move(body), options);
+        (void)startRequest(fill, Waiting{{}, std::move(settled)});
     }
 
 public:
@@ -378,25 +356,38 @@ private:
         ConfirmCallback confirmed;
     };
 
-    struct PublishPayload {
-        std::string exchange;
-        std::string routingKey;
-        PublishOptions options;
-        std::string body;
+    // Fills a publish frame from the caller's arguments, which it only refers to: for a frame
+    // encoded before the call returns (appendFrame, startRequest and so call and start encode
+    // at once), so nothing is copied into a payload. A body large enough to be sent from where
+    // it lives is moved to an owner that the outbox keeps until it is written.
+    class PublishFill {
+    public:
+        PublishFill(std::string_view exchange, std::string_view routingKey, std::string body,
+                    const PublishOptions& options)
+            : exchange_(exchange), routingKey_(routingKey), options_(options) {
+            if (protocol::canReferenceBody(body))
+                owner_ = std::make_shared<const std::string>(std::move(body));
+            else
+                body_ = std::move(body);
+        }
+        void operator()(capnp::MessageBuilder& b, wire::Frame::Builder f, const void*& external,
+                        std::shared_ptr<const void>& keepAlive) const {
+            fillPublish(b, f, exchange_, routingKey_, options_, owner_ ? *owner_ : body_, owner_,
+                        external, keepAlive);
+        }
+
+    private:
+        std::string_view exchange_;
+        std::string_view routingKey_;
+        const PublishOptions& options_;
+        std::string body_;
+        std::shared_ptr<const std::string> owner_;
     };
     struct ConsumerRecord {
         std::string queue;
         ConsumeOptions options;
         RawHandler handler;
     };
-
-    static Fill confirmedPublish(std::shared_ptr<const PublishPayload> payload) {
-        return [payload](capnp::MessageBuilder& b, wire::Frame::Builder f, const void*& external,
-                         std::shared_ptr<const void>& keepAlive) {
-            fillPublish(b, f, payload->exchange, payload->routingKey, payload->options,
-                        payload->body, payload, external, keepAlive);
-        };
-    }
 
     // On the io thread, with the confirm frame.
     std::function<Confirmation(wire::Frame::Reader)> confirmationOf() {
