@@ -23,8 +23,10 @@ struct ServerConfig {
     std::string password = "guest";
     // A connection's unsent bytes above which its consumers stop receiving, and below which
     // they start again: a client that does not read cannot make the broker buffer without limit.
-    std::size_t outboxHighWater = std::size_t{4} << 20;
-    std::size_t outboxLowWater = std::size_t{1} << 20;
+    // Small enough that a batch is still in the CPU's cache when the kernel copies it (measured:
+    // 4 MiB / 1 MiB marks gave 16 KiB bodies 38k msgs/s, these 60-70k).
+    std::size_t outboxHighWater = std::size_t{512} << 10;
+    std::size_t outboxLowWater = std::size_t{128} << 10;
     // A write that has not completed in this long means the client stopped reading (while
     // perhaps still sending heartbeats): its connection closes and its unacked are requeued.
     std::chrono::milliseconds writeStallTimeout{60'000};

@@ -45,7 +45,7 @@ TEST_CASE("a consumer that stops reading leaves messages in the queue, and loses
     const auto queues =
         server.run([](net::Server& s) { return s.runtime().broker().defaultVhost().listQueues(); });
     REQUIRE(queues.size() == 1);
-    // 48 MiB were published; socket buffers and the 4 MiB outbox hold a fraction of it.
+    // 48 MiB were published; socket buffers and the 512 KiB outbox hold a fraction of it.
     CHECK(queues[0].ready * body.size() >= 24u * 1024 * 1024);
 
     int delivered = 0;
