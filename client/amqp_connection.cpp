@@ -655,7 +655,7 @@ private:
             if (!delivery)
                 return;
             if (it != consumers_.end())
-                it->second->handler(std::move(*delivery));
+                it->second->handler([&](Delivery& out) { out = std::move(*delivery); });
             else if (needsAck) // sent before the cancel took effect: back to the queue
                 (void)amqp_basic_reject(conn_, channel, deliveryTag, 1);
             return;

@@ -41,12 +41,29 @@ private:
     std::atomic<bool> open_{true};
 };
 
-// Deliveries received for one consumer and not yet handed to its handler.
+// Deliveries received for one consumer and not yet handed to its handler. Handled ones are
+// not destroyed but filled again by later deliveries: their strings keep their capacity, so a
+// steady stream allocates nothing per delivery, and nothing the transport's thread allocates
+// is freed on the dispatcher's (which the C library's malloc serves slowly). The transport
+// fills `filling` while the dispatcher handles an earlier batch; they swap under the lock.
 struct Mailbox {
+    // What a handled Delivery may keep for reuse: a larger body is freed.
+    static constexpr std::size_t KEPT_BODY_BYTES = 64 * 1024;
+    // Handled Deliveries kept for reuse at most; a larger batch's tail is freed.
+    static constexpr std::size_t KEPT_DELIVERIES = 1024;
+
     std::mutex mutex;
-    std::vector<Delivery> deliveries;
-    std::vector<Delivery> spare; // a drained batch's storage, for the next one to fill
+    std::vector<Delivery> filling; // the first `filled` are waiting; the rest are for reuse
+    std::size_t filled = 0;
+    std::vector<Delivery> spare; // a handled batch, to become `filling` after the next swap
     bool scheduled = false;      // a drain task is posted and has not finished
+
+    // With the lock held: the next slot, for the transport to fill in full.
+    Delivery& next() {
+        if (filled == filling.size())
+            filling.emplace_back();
+        return filling[filled];
+    }
 };
 
 using ReplyOutcome = std::variant<Reply, Failure>;
@@ -88,7 +105,8 @@ struct Connection::State {
 
     // On the transport's thread: hands a reply to the request waiting for it. A reply nobody
     // waits for (it timed out, or it is not ours) is dropped.
-    void completeRequest(const Delivery& reply) {
+    // Takes the reply's properties and body (the Delivery is not used again).
+    void completeRequest(Delivery& reply) {
         std::shared_ptr<std::promise<ReplyOutcome>> waiting;
         {
             std::lock_guard lock(pendingMutex);
@@ -98,7 +116,9 @@ struct Connection::State {
             waiting = std::move(it->second);
             pending.erase(it);
         }
-        waiting->set_value(ReplyOutcome(Reply{reply.properties(), reply.body()}));
+        DeliveryFields fields(reply);
+        waiting->set_value(
+            ReplyOutcome(Reply{std::move(fields.properties()), std::move(fields.body())}));
     }
 
     // Fails the request waiting under `correlationId` (its publish was refused), if any.
@@ -221,19 +241,22 @@ Consumer Connection::consume(std::string_view queue, Handler handler,
     auto mailbox = std::make_shared<Mailbox>();
     auto drain = [gate, userHandler, weak, mailbox] {
         std::vector<Delivery> batch;
+        std::size_t count = 0;
         for (;;) {
             {
                 std::lock_guard lock(mailbox->mutex);
-                if (batch.capacity() > mailbox->spare.capacity())
+                if (batch.size() > mailbox->spare.size())
                     mailbox->spare.swap(batch);
-                if (mailbox->deliveries.empty()) {
+                if (mailbox->filled == 0) {
                     mailbox->scheduled = false;
                     return;
                 }
-                batch.swap(mailbox->deliveries);
-                mailbox->deliveries.swap(mailbox->spare);
+                batch.swap(mailbox->filling);
+                count = std::exchange(mailbox->filled, 0);
+                mailbox->filling.swap(mailbox->spare);
             }
-            for (Delivery& delivery : batch) {
+            for (std::size_t i = 0; i < count; ++i) {
+                Delivery& delivery = batch[i];
                 std::exception_ptr failure;
                 const bool ran = gate->pass([&] {
                     try {
@@ -245,25 +268,27 @@ Consumer Connection::consume(std::string_view queue, Handler handler,
                 if (!ran) {
                     // Cancelled before the application saw it: give it back to the queue.
                     delivery.reject(true);
-                    continue;
+                } else if (failure) {
+                    // The delivery stays as the handler left it (unsettled unless it settled
+                    // it), as in AMQP clients; the application hears of the failure.
+                    if (std::shared_ptr<Connection> connection = weak.lock())
+                        connection->notifyError(Error(ErrorKind::HANDLER_FAILED,
+                                                      "the handler of consumer '" +
+                                                          delivery.consumerTag() +
+                                                          "' threw: " + describeFailure(failure)));
                 }
-                if (!failure)
-                    continue;
-                // The delivery stays as the handler left it (unsettled unless it settled it),
-                // as in AMQP clients; the application hears of the failure.
-                if (std::shared_ptr<Connection> connection = weak.lock())
-                    connection->notifyError(Error(ErrorKind::HANDLER_FAILED,
-                                                  "the handler of consumer '" +
-                                                      delivery.consumerTag() +
-                                                      "' threw: " + describeFailure(failure)));
+                if (DeliveryFields(delivery).body().capacity() > Mailbox::KEPT_BODY_BYTES)
+                    DeliveryFields(delivery).body() = std::string();
             }
-            batch.clear(); // keeps its storage
+            if (batch.size() > Mailbox::KEPT_DELIVERIES)
+                batch.resize(Mailbox::KEPT_DELIVERIES);
         }
     };
-    RawHandler raw = [dispatcher, mailbox, drain](Delivery&& delivery) {
+    RawHandler raw = [dispatcher, mailbox, drain](FillDelivery fill) {
         {
             std::lock_guard lock(mailbox->mutex);
-            mailbox->deliveries.push_back(std::move(delivery));
+            fill(mailbox->next());
+            ++mailbox->filled; // not if fill threw
             if (mailbox->scheduled)
                 return;
             mailbox->scheduled = true;
@@ -305,7 +330,13 @@ Reply Connection::request(std::string_view exchange, std::string_view routingKey
             consumeOptions.exclusive = true;
             State* s = &state; // the transport calls this only while the connection is open
             (void)startConsumer(
-                replyTo, [s](Delivery reply) { s->completeRequest(reply); }, consumeOptions);
+                replyTo,
+                [s](FillDelivery fill) {
+                    Delivery reply;
+                    fill(reply);
+                    s->completeRequest(reply);
+                },
+                consumeOptions);
             std::lock_guard lock(state.pendingMutex);
             state.replyQueue = replyTo;
         }

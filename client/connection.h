@@ -18,6 +18,8 @@
 #include "broker/core/field_table.h"
 #include "broker/core/message.h"
 
+#include <kj/function.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -178,7 +180,8 @@ public:
                                                             std::string body,
                                                             const PublishOptions& options = {});
 
-    // Starts a consumer whose handler runs on the dispatcher thread.
+    // Starts a consumer whose handler runs on the dispatcher thread. The Delivery it is given
+    // is the handler's until it returns; to keep one longer (to ack it later), copy or move it.
     [[nodiscard]] Consumer consume(std::string_view queue, Handler handler,
                                    const ConsumeOptions& options = {});
     // basic.get: the head of the queue, or nullopt when it is empty.
@@ -210,8 +213,12 @@ protected:
     friend class ConfirmWindow; // publishes through publishConfirmedThen
 
     // A handler the transport calls on its own (I/O or broker) thread. It must not block; the
-    // library's public handlers are RawHandlers that post to the dispatcher.
-    using RawHandler = std::function<void(Delivery&&)>;
+    // library's public handlers are RawHandlers that post to the dispatcher. The transport
+    // hands it a function that fills a Delivery in place, every field of it: a consumer's
+    // handler fills one that an earlier delivery used, whose strings keep their capacity, so
+    // a steady stream allocates nothing per delivery.
+    using FillDelivery = kj::FunctionParam<void(Delivery&)>;
+    using RawHandler = std::function<void(FillDelivery)>;
 
     Connection();
     // Derived destructors must stop their threads first: nothing may post after that.

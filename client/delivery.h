@@ -1,8 +1,8 @@
 #pragma once
 // A message received from a queue, by a consumer or by get(). It owns a copy of everything it
-// shows, so it may outlive the handler that received it. ack/nack/reject go back to the broker
-// on the connection that received it; they never block, and after the connection is gone they
-// do nothing (the broker has requeued the message already).
+// shows, so a copy of it (or one moved from it) may outlive the handler that received it.
+// ack/nack/reject go back to the broker on the connection that received it; they never block, and
+// after the connection is gone they do nothing (the broker has requeued the message already).
 
 #include "broker/core/message.h"
 

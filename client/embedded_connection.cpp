@@ -22,7 +22,8 @@
 namespace depot::client {
 namespace {
 
-using DeliveryHandler = std::function<void(Delivery)>;
+// Connection::RawHandler (protected there).
+using DeliveryHandler = std::function<void(kj::FunctionParam<void(Delivery&)>)>;
 
 // One in-process broker: a core on an io_context that runs on a thread of its own. Owned
 // (shared) by the connections that use it; the last one to go stops the thread. Nothing that
@@ -82,11 +83,25 @@ template <class T> T unwrap(core::Result<T>&& result) {
     return std::move(result).value();
 }
 
-Delivery toDelivery(std::weak_ptr<AckTarget> acks, const core::Delivery& delivery, bool needsAck) {
+// Sets every field of `out`, which may hold an earlier delivery: assigning keeps the capacity
+// of its strings.
+void fillDelivery(Delivery& out, std::weak_ptr<AckTarget> acks, const core::Delivery& delivery,
+                  bool needsAck) {
     const core::Message& message = *delivery.message;
-    return Delivery(std::move(acks), std::string(delivery.consumerTag), delivery.deliveryTag,
-                    delivery.redelivered, message.exchange, message.routingKey,
-                    message.properties.unpack(), message.deaths, message.body, needsAck);
+    DeliveryFields fields(out);
+    fields.head(std::move(acks), delivery.deliveryTag, delivery.redelivered, needsAck);
+    fields.consumerTag() = delivery.consumerTag;
+    fields.exchange() = message.exchange;
+    fields.routingKey() = message.routingKey;
+    message.properties.unpack(fields.properties());
+    fields.deaths() = message.deaths;
+    fields.body() = message.body;
+}
+
+Delivery toDelivery(std::weak_ptr<AckTarget> acks, const core::Delivery& delivery, bool needsAck) {
+    Delivery out;
+    fillDelivery(out, std::move(acks), delivery, needsAck);
+    return out;
 }
 
 // The message is built on the caller's thread, so the broker thread does not copy the body;
@@ -109,7 +124,7 @@ public:
         : acks_(std::move(acks)), handler_(std::move(handler)), noAck_(noAck) {}
 
     void deliver(const core::Delivery& delivery) override {
-        handler_(toDelivery(acks_, delivery, !noAck_));
+        handler_([&](Delivery& out) { fillDelivery(out, acks_, delivery, !noAck_); });
     }
     // The queue was deleted: the consumer has ended; the next startConsumer drops the sink.
     void onCancelled(std::string_view) override { cancelled = true; }

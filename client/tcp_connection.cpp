@@ -1152,8 +1152,11 @@ private:
                     rejectUntracked(d.getMessage().getDeliveryTag());
                 return;
             }
-            const std::shared_ptr<ConsumerRecord> consumer = it->second;
-            consumer->handler(toDelivery(it->first, d.getMessage(), !consumer->options.noAck));
+            // The handler only fills a Delivery and posts it on: it cannot change consumers_.
+            const ConsumerRecord& consumer = *it->second;
+            const bool needsAck = !consumer.options.noAck;
+            consumer.handler(
+                [&](Delivery& out) { fillDelivery(out, it->first, d.getMessage(), needsAck); });
             return;
         }
         case wire::Frame::RETURNED: {
@@ -1214,11 +1217,15 @@ private:
 
     // Filled in place: one pass from the frame into the Delivery's own strings.
     Delivery toDelivery(std::string_view consumerTag, wire::Message::Reader m, bool needsAck) {
-        if (needsAck) {
-            std::lock_guard lock(outMutex_);
-            acks_.delivered(m.getDeliveryTag());
-        }
         Delivery delivery;
+        fillDelivery(delivery, consumerTag, m, needsAck);
+        return delivery; // NRVO: built where the caller wants it
+    }
+
+    // Sets every field of `delivery`, which may hold an earlier one: assigning keeps the
+    // capacity of its strings.
+    void fillDelivery(Delivery& delivery, std::string_view consumerTag, wire::Message::Reader m,
+                      bool needsAck) {
         DeliveryFields fields(delivery);
         fields.head(ackLink_, m.getDeliveryTag(), m.getRedelivered(), needsAck);
         fields.consumerTag() = consumerTag;
@@ -1227,9 +1234,14 @@ private:
         protocol::readProperties(m.getProperties(), fields.properties());
         if (m.hasDeaths())
             fields.deaths() = fromWire(m.getDeaths());
+        else
+            fields.deaths().clear();
         const auto body = m.getBody();
         fields.body().assign(reinterpret_cast<const char*>(body.begin()), body.size());
-        return delivery; // NRVO: built where the caller wants it
+        if (needsAck) { // last: nothing above throws once the tag is tracked
+            std::lock_guard lock(outMutex_);
+            acks_.delivered(m.getDeliveryTag());
+        }
     }
 
     void linkDown(const std::string& why) {

@@ -118,11 +118,14 @@ std::string_view textOf(wire::Properties::Reader in, std::size_t i) {
 template <class P> void readScalars(wire::Properties::Reader in, P& p) {
     if (in.hasHeaders())
         p.headers = fromWire(in.getHeaders());
+    else if (!p.headers.empty())
+        p.headers = core::FieldTable();
     p.deliveryMode =
         in.getPersistent() ? core::DeliveryMode::PERSISTENT : core::DeliveryMode::TRANSIENT;
     p.priority = in.getPriority();
     switch (in.getExpiration().which()) {
     case wire::Properties::Expiration::NONE:
+        p.expiration.reset();
         break;
     case wire::Properties::Expiration::MILLISECONDS: {
         const std::uint64_t ms = in.getExpiration().getMilliseconds();
@@ -161,8 +164,7 @@ template <class P> void writeProperties(const P& p, wire::Properties::Builder ou
 
 void readProperties(wire::Properties::Reader in, core::Properties& p) {
     for (std::size_t i = 0; i < core::TEXT_PROPERTY_COUNT; ++i)
-        if (const std::string_view value = textOf(in, i); !value.empty())
-            p.text(static_cast<TextProperty>(i)) = value;
+        p.text(static_cast<TextProperty>(i)) = textOf(in, i);
     readScalars(in, p);
 }
 

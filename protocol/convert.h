@@ -42,7 +42,8 @@ core::FieldTable fromWire(capnp::List<wire::Field>::Reader fields);
 void toWire(const core::FieldTable& table, capnp::List<wire::Field>::Builder fields);
 
 core::Properties fromWire(wire::Properties::Reader properties);
-// The same into `out` (default-constructed): what a publish builds its message in place with.
+// The same into `out`, every field of which it sets: what a publish builds its message in
+// place with, and what a client fills a reused Delivery with (its strings keep their capacity).
 void readProperties(wire::Properties::Reader properties, core::Properties& out);
 void readProperties(wire::Properties::Reader properties, core::PackedProperties& out);
 void toWire(const core::Properties& properties, wire::Properties::Builder out);

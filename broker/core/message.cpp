@@ -35,6 +35,11 @@ PackedProperties::PackedProperties(const Properties& p)
 
 Properties PackedProperties::unpack() const {
     Properties p;
+    unpack(p);
+    return p;
+}
+
+void PackedProperties::unpack(Properties& p) const {
     for (std::size_t i = 0; i < TEXT_PROPERTY_COUNT; ++i)
         p.text(static_cast<TextProperty>(i)) = text(static_cast<TextProperty>(i));
     p.expiration = expiration;
@@ -42,7 +47,6 @@ Properties PackedProperties::unpack() const {
     p.priority = priority;
     p.timestamp = timestamp;
     p.headers = headers;
-    return p;
 }
 
 std::string_view PackedProperties::text(TextProperty property) const {

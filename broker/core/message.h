@@ -58,6 +58,8 @@ public:
     PackedProperties() = default;
     explicit PackedProperties(const Properties& properties);
     Properties unpack() const;
+    // The same into `out`, every field of which it sets (its strings keep their capacity).
+    void unpack(Properties& out) const;
 
     std::string_view text(TextProperty property) const;
     // Replaces all eight, in TextProperty order.

@@ -93,6 +93,64 @@ TEST_CASE("declare, bind, publish and consume: the message arrives with its prop
     });
 }
 
+// A handled Delivery's storage is filled again by later ones (its strings keep their
+// capacity): nothing of an earlier message may show through in a later one.
+TEST_CASE("a delivery shows only its own message, after deliveries with every property set") {
+    forEachUrl([](const std::string& url) {
+        Inbox<Delivery> inbox;
+        auto connection = Connection::open(url);
+        connection->declareExchange("full", ExchangeType::FANOUT);
+        connection->declareQueue("reused");
+        connection->bindQueue("reused", "full", "");
+        Consumer consumer = connection->consume("reused", ackingInto(inbox));
+
+        PublishOptions full;
+        auto& p = full.properties;
+        p.contentType = "text/plain";
+        p.contentEncoding = "identity";
+        p.correlationId = "c-1";
+        p.replyTo = "somewhere";
+        p.messageId = "m-1";
+        p.type = "kind";
+        p.appId = "app";
+        p.expiration = std::chrono::milliseconds(60'000);
+        p.priority = 3;
+        p.timestamp = 1'700'000'000;
+        p.headers.set("region", std::string("eu"));
+        // One at a time, so that each is a batch of its own and later ones reuse its storage.
+        std::size_t expected = 0;
+        for (int i = 0; i < 3; ++i) {
+            connection->publish("full", "a.long.routing.key", std::string(300, 'f'), full);
+            REQUIRE(inbox.waitFor(++expected));
+        }
+        for (int i = 0; i < 3; ++i) {
+            connection->publish("", "reused", "plain");
+            REQUIRE(inbox.waitFor(++expected));
+        }
+
+        CHECK(inbox.at(0).properties().messageId == "m-1");
+        for (std::size_t i = 3; i < expected; ++i) {
+            const Delivery d = inbox.at(i);
+            CHECK(d.body() == "plain");
+            CHECK(d.exchange() == "");
+            CHECK(d.routingKey() == "reused");
+            CHECK(d.deaths().empty());
+            const auto& q = d.properties();
+            CHECK(q.contentType.empty());
+            CHECK(q.contentEncoding.empty());
+            CHECK(q.correlationId.empty());
+            CHECK(q.replyTo.empty());
+            CHECK(q.messageId.empty());
+            CHECK(q.type.empty());
+            CHECK(q.appId.empty());
+            CHECK_FALSE(q.expiration.has_value());
+            CHECK(q.priority == 0);
+            CHECK(q.timestamp == 0);
+            CHECK(q.headers.empty());
+        }
+    });
+}
+
 TEST_CASE("point-to-point through the default exchange, between two connections") {
     forEachUrl([](const std::string& url) {
         Inbox<Delivery> inbox;
