@@ -254,9 +254,8 @@ public:
                       const PublishOptions& options, bool urgent) {
         if (closed_)
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
-        waitForPublishRoom();
         const PublishFill fill(exchange, routingKey, std::move(body), options);
-        const bool sent = appendFrame(0, fill, /*force=*/false, urgent);
+        const bool sent = appendFrame(0, fill, {.urgent = urgent, .waitForRoom = true});
         if (!sent)
             notifyError(Error(ErrorKind::CONNECTION_LOST, "publish to '" + std::string(exchange) +
                                                               "' dropped: not connected to " +
@@ -629,8 +628,7 @@ private:
             alone = pending_.empty();
             pending_.add(sent, std::move(done));
         }
-        if (!appendFrame(sent, std::forward<F>(fill), /*force=*/false,
-                         /*urgent=*/alone && !onIoThread())) {
+        if (!appendFrame(sent, std::forward<F>(fill), {.urgent = alone && !onIoThread()})) {
             // Not connected (or reconnecting): fail now, unless linkDown already did.
             if (std::optional<Waiting> failed = takePending(sent)) {
                 std::string reason;
@@ -678,16 +676,6 @@ private:
             else
                 topology_.unbound(b);
         });
-    }
-
-    void waitForPublishRoom() {
-        if (onIoThread())
-            return;
-        // No timeout: while the broker has blocked us (memory alarm) a publisher waits, as with
-        // RabbitMQ's connection.blocked. A lost link empties the backlog and wakes it.
-        std::unique_lock lock(outMutex_);
-        room_.wait(lock,
-                   [this] { return outbox_.bufferedBytes() < PUBLISH_BACKLOG_LIMIT || closed_; });
     }
 
     // --- io thread: the link ---
@@ -866,7 +854,7 @@ private:
 
     // On the io thread: any frame, while the link is being opened too.
     template <class F> void sendFrame(std::uint64_t requestId, F&& fill) {
-        (void)appendFrame(requestId, std::forward<F>(fill), /*force=*/true);
+        (void)appendFrame(requestId, std::forward<F>(fill), {.force = true});
     }
 
     // From any thread: encodes the frame (outside the lock, on a scratch segment of the calling
@@ -875,8 +863,12 @@ private:
     // completes), so frames from a busy publisher or consumer go out in batches, many per
     // system call. Other threads may append only while the link is open (`outOpen_`); returns
     // false when the frame was dropped for that reason.
-    template <class F>
-    bool appendFrame(std::uint64_t requestId, F&& fill, bool force = false, bool urgent = false) {
+    struct Append {
+        bool force = false;       // on the io thread: also while the link is being opened
+        bool urgent = false;      // written from this thread at once when the socket is idle
+        bool waitForRoom = false; // a publish: first waits while the backlog is at its limit
+    };
+    template <class F> bool appendFrame(std::uint64_t requestId, F&& fill, Append how) {
         thread_local const std::unique_ptr<capnp::word[]> scratch =
             std::make_unique<capnp::word[]>(SCRATCH_WORDS);
         const void* external = nullptr;
@@ -889,12 +881,18 @@ private:
         fill(builder, frame, external, keepAlive);
         bool wake = false;
         {
-            std::lock_guard lock(outMutex_);
-            if (!outOpen_ && !force)
+            std::unique_lock lock(outMutex_);
+            // No timeout: while the broker has blocked us (memory alarm) a publisher waits, as
+            // with RabbitMQ's connection.blocked. A lost link empties the backlog and wakes it.
+            if (how.waitForRoom && !onIoThread())
+                room_.wait(lock, [this] {
+                    return outbox_.bufferedBytes() < PUBLISH_BACKLOG_LIMIT || closed_;
+                });
+            if (!outOpen_ && !how.force)
                 return false;
             appendPendingAckLocked();
             outbox_.append(builder, external, std::move(keepAlive));
-            if (urgent && outOpen_ && !flushPosted_ && !outbox_.writing())
+            if (how.urgent && outOpen_ && !flushPosted_ && !outbox_.writing())
                 writeNowLocked();
             else
                 wake = wantFlushLocked();
