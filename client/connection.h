@@ -195,7 +195,8 @@ public:
     }
 
     // RPC over the broker: publishes `body` with reply-to and a fresh correlation id, and waits
-    // for the reply (a reply queue per connection, made on first use). Throws Error(TIMEOUT).
+    // for the reply (a reply queue per connection, made on first use). Throws Error(TIMEOUT);
+    // a request the broker refuses (no such exchange, a full queue) throws Error(BROKER) at once.
     Reply request(std::string_view exchange, std::string_view routingKey, std::string body,
                   std::chrono::milliseconds timeout, Properties properties = {});
     // The other side: consumes `queue` and answers each request with the handler's result,
@@ -235,6 +236,17 @@ protected:
     virtual void publishConfirmedThen(std::string_view exchange, std::string_view routingKey,
                                       std::string body, const PublishOptions& options,
                                       ConfirmCallback settled);
+    // request()'s publish: like publishConfirmedThen, but `settled` may never be told of a
+    // granted publish (the reply says it), so a transport may spare the broker's answer; it is
+    // told of every refusal. Returns what forgetRequestPublish takes once the request is over
+    // (its reply came, or it timed out). By default: publishConfirmedThen, and 0.
+    virtual std::uint64_t publishRequest(std::string_view exchange, std::string_view routingKey,
+                                         std::string body, const PublishOptions& options,
+                                         ConfirmCallback settled) {
+        publishConfirmedThen(exchange, routingKey, std::move(body), options, std::move(settled));
+        return 0;
+    }
+    virtual void forgetRequestPublish(std::uint64_t) {}
     // serve()'s reply: a publish, which a transport may send sooner (someone waits for it).
     virtual void publishReply(std::string_view exchange, std::string_view routingKey,
                               std::string body, const PublishOptions& options) {

@@ -286,6 +286,19 @@ protected:
         (void)startRequest(fill, Waiting{{}, std::move(settled)});
     }
 
+    // depotd answers only a refusal (wire::Publish.refusalsOnly): the request's waiting entry
+    // stays until forgetRequestPublish, unless a refusal (or a lost link) took it first.
+    std::uint64_t publishRequest(std::string_view exchange, std::string_view routingKey,
+                                 std::string body, const PublishOptions& options,
+                                 ConfirmCallback settled) override {
+        if (closed_)
+            throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
+        const PublishFill fill(exchange, routingKey, std::move(body), options,
+                               /*refusalsOnly=*/true);
+        return startRequest(fill, Waiting{{}, std::move(settled)});
+    }
+    void forgetRequestPublish(std::uint64_t id) override { (void)takePending(id); }
+
 public:
     std::optional<Delivery> get(std::string_view queue, bool noAck) override {
         std::string n(queue);
@@ -364,8 +377,9 @@ private:
     class PublishFill {
     public:
         PublishFill(std::string_view exchange, std::string_view routingKey, std::string body,
-                    const PublishOptions& options)
-            : exchange_(exchange), routingKey_(routingKey), options_(options) {
+                    const PublishOptions& options, bool refusalsOnly = false)
+            : exchange_(exchange), routingKey_(routingKey), options_(options),
+              refusalsOnly_(refusalsOnly) {
             if (protocol::canReferenceBody(body))
                 owner_ = std::make_shared<const std::string>(std::move(body));
             else
@@ -375,12 +389,15 @@ private:
                         std::shared_ptr<const void>& keepAlive) const {
             fillPublish(b, f, exchange_, routingKey_, options_, owner_ ? *owner_ : body_, owner_,
                         external, keepAlive);
+            if (refusalsOnly_)
+                f.getPublish().setRefusalsOnly(true);
         }
 
     private:
         std::string_view exchange_;
         std::string_view routingKey_;
         const PublishOptions& options_;
+        bool refusalsOnly_;
         std::string body_;
         std::shared_ptr<const std::string> owner_;
     };

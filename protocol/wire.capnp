@@ -228,6 +228,12 @@ struct Publish {
   mandatory @2 :Bool;
   properties @3 :Properties;
   body @4 :Data;
+  refusalsOnly @5 :Bool;
+  # With a requestId: the server answers only a refusal (a nacking confirm, or an error), never
+  # an acking confirm. For a publish whose success shows some other way, such as an RPC request
+  # (its reply): a refused request still fails at once, and a granted one costs no answer. A
+  # server that predates this field answers every publish; a client drops what it no longer
+  # waits for.
 }
 
 struct Confirm {

@@ -499,7 +499,8 @@ void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publi
         // Sent once what the publish journaled (a persistent message in a durable queue) is on
         // disk: a confirmed message survives a crash. Group commit: one fsync per batch.
         const PendingConfirm confirm{requestId, result->rejected,
-                                     static_cast<std::uint32_t>(result->queues)};
+                                     static_cast<std::uint32_t>(result->queues),
+                                     publish.getRefusalsOnly()};
         if (!server_.syncPending()) {
             sendConfirm(confirm, nullptr); // nothing waits for the disk: nothing to group
             return;
@@ -518,6 +519,8 @@ void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publi
 }
 
 void Session::sendConfirm(const PendingConfirm& confirm, const std::string* failure) {
+    if (confirm.refusalsOnly && !confirm.rejected && failure == nullptr)
+        return; // granted: no answer asked for
     send(confirm.requestId, [&](capnp::MessageBuilder&, wire::Frame::Builder f, Extras&) {
         auto c = f.initConfirm();
         c.setAck(!confirm.rejected && failure == nullptr);

@@ -148,6 +148,7 @@ private:
         std::uint64_t requestId;
         bool rejected;
         std::uint32_t queues;
+        bool refusalsOnly; // wire::Publish.refusalsOnly: no answer unless refused
     };
     struct ConfirmGroup {
         std::uint64_t generation;

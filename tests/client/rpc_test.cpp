@@ -194,6 +194,32 @@ TEST_CASE("requests that cannot be sent fail at once") {
     });
 }
 
+// Over depot:// the broker answers a request's publish only when it refuses it
+// (wire::Publish.refusalsOnly): a refusal must still fail the request at once, and granted
+// requests, which get no answer, must leave nothing behind that slows the next ones.
+TEST_CASE("a request a full queue refuses fails at once, and requests go on after it") {
+    forEachUrl([](const std::string& url) {
+        auto client = Connection::open(url);
+        QueueDeclareOptions bounded;
+        bounded.arguments.set("x-max-length", std::int64_t{1});
+        bounded.arguments.set("x-overflow", std::string("reject-publish"));
+        client->declareQueue("rpc-full", bounded);
+        REQUIRE(client->publishConfirmed("", "rpc-full", "filler").ack);
+        const auto start = std::chrono::steady_clock::now();
+        CHECK(errorOf([&] { (void)client->request("", "rpc-full", "x", 20s); }) ==
+              "BROKER/RESOURCE_ERROR");
+        CHECK(std::chrono::steady_clock::now() - start < 10s);
+
+        auto server = Connection::open(url);
+        server->declareQueue("rpc-upper");
+        Consumer responder = server->serve("rpc-upper", upperResponder());
+        for (int i = 0; i < 50; ++i)
+            CHECK(client->request("", "rpc-upper", "call " + std::to_string(i), 5s).body ==
+                  "CALL " + std::to_string(i));
+        CHECK(readyCount(*client, "rpc-full") == 1);
+    });
+}
+
 TEST_CASE("each connection has its own reply queue, deleted when it closes") {
     forEachUrl([](const std::string& url) {
         auto server = Connection::open(url);

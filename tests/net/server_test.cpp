@@ -223,3 +223,57 @@ TEST_CASE("a peer that stops sending heartbeats is dropped and its unacked messa
     CHECK(queues[0].ready == 1);
     CHECK(queues[0].unacked == 0);
 }
+
+TEST_CASE("a publish with refusalsOnly is answered only when it is refused") {
+    TestServer server;
+    RawClient client(server.port());
+    openClient(client);
+    client.send(2, [](wire::Frame::Builder f) {
+        auto d = f.initDeclareQueue();
+        d.setName("one");
+        const core::FieldTable arguments{{"x-max-length", std::int64_t{1}},
+                                         {"x-overflow", std::string("reject-publish")}};
+        protocol::toWire(arguments, d.initArguments(static_cast<unsigned>(arguments.size())));
+    });
+    REQUIRE(client.nextKind() == wire::Frame::DECLARE_QUEUE_OK);
+    auto publish = [&](std::uint64_t id, const char* exchange, bool refusalsOnly) {
+        client.send(id, [&](wire::Frame::Builder f) {
+            auto p = f.initPublish();
+            p.setExchange(exchange);
+            p.setRoutingKey("one");
+            p.setRefusalsOnly(refusalsOnly);
+        });
+    };
+    publish(3, "", true);        // granted: no answer
+    publish(4, "", true);        // the queue is full: a nack
+    publish(5, "no-such", true); // an error
+    publish(6, "", false);       // an ordinary confirmed publish: answered (a nack)
+    client.send(7, [](wire::Frame::Builder f) {
+        auto d = f.initDeclareQueue();
+        d.setName("one");
+        d.setPassive(true);
+    });
+
+    std::vector<std::uint64_t> answered;
+    bool done = false;
+    while (!done && client.receive([&](wire::Frame::Reader f) {
+        if (f.isHeartbeat())
+            return;
+        answered.push_back(f.getRequestId());
+        if (f.getRequestId() == 4 || f.getRequestId() == 6) {
+            REQUIRE(f.isConfirm());
+            CHECK_FALSE(f.getConfirm().getAck());
+        }
+        if (f.getRequestId() == 5) {
+            REQUIRE(f.isError());
+            CHECK(f.getError().getCode() == wire::ErrorCode::NOT_FOUND);
+        }
+        if (f.getRequestId() == 7) {
+            REQUIRE(f.isDeclareQueueOk());
+            CHECK(f.getDeclareQueueOk().getMessageCount() == 1);
+            done = true;
+        }
+    })) {
+    }
+    CHECK(answered == std::vector<std::uint64_t>{4, 5, 6, 7});
+}
