@@ -284,7 +284,10 @@ Consumer Connection::consume(std::string_view queue, Handler handler,
                 batch.resize(Mailbox::KEPT_DELIVERIES);
         }
     };
-    RawHandler raw = [dispatcher, mailbox, drain](FillDelivery fill) {
+    // Posted as one shared pointer, which fits std::function's own storage: a consumer that
+    // gets one delivery per read (one of many on its connection) posts a drain each time.
+    auto drainTask = std::make_shared<const decltype(drain)>(std::move(drain));
+    RawHandler raw = [dispatcher, mailbox, drainTask](FillDelivery fill) {
         {
             std::lock_guard lock(mailbox->mutex);
             fill(mailbox->next());
@@ -293,7 +296,7 @@ Consumer Connection::consume(std::string_view queue, Handler handler,
                 return;
             mailbox->scheduled = true;
         }
-        dispatcher->post(drain);
+        dispatcher->post([drainTask] { (*drainTask)(); });
     };
     std::string tag = startConsumer(queue, std::move(raw), options);
     bool shutDown = false;
