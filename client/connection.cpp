@@ -48,9 +48,10 @@ private:
 // fills `filling` while the dispatcher handles an earlier batch; they swap under the lock.
 struct Mailbox {
     // What a handled Delivery may keep for reuse: a larger body is freed.
-    static constexpr std::size_t KEPT_BODY_BYTES = 64 * 1024;
-    // Handled Deliveries kept for reuse at most; a larger batch's tail is freed.
-    static constexpr std::size_t KEPT_DELIVERIES = 1024;
+    static constexpr std::size_t KEPT_BODY_BYTES = 16 * 1024;
+    // Handled Deliveries kept for reuse at most, in each of the two batches (filling, spare):
+    // a larger batch's tail is freed. So a consumer keeps at most about 8 MiB.
+    static constexpr std::size_t KEPT_DELIVERIES = 256;
 
     std::mutex mutex;
     std::vector<Delivery> filling; // the first `filled` are waiting; the rest are for reuse
@@ -284,8 +285,9 @@ Consumer Connection::consume(std::string_view queue, Handler handler,
                 batch.resize(Mailbox::KEPT_DELIVERIES);
         }
     };
-    // Posted as one shared pointer, which fits std::function's own storage: a consumer that
-    // gets one delivery per read (one of many on its connection) posts a drain each time.
+    // Posted as one shared pointer (one small allocation and one reference count, not a copy
+    // of four captures): a consumer that gets one delivery per read (one of many on its
+    // connection) posts a drain each time.
     auto drainTask = std::make_shared<const decltype(drain)>(std::move(drain));
     RawHandler raw = [dispatcher, mailbox, drainTask](FillDelivery fill) {
         {

@@ -238,8 +238,9 @@ protected:
                                       ConfirmCallback settled);
     // request()'s publish: like publishConfirmedThen, but `settled` may never be told of a
     // granted publish (the reply says it), so a transport may spare the broker's answer; it is
-    // told of every refusal. Returns what forgetRequestPublish takes once the request is over
-    // (its reply came, or it timed out). By default: publishConfirmedThen, and 0.
+    // told of a refusal that comes before forgetRequestPublish, which request() calls with what
+    // this returns once the request is over (its reply came, or it timed out). By default:
+    // publishConfirmedThen, and 0.
     virtual std::uint64_t publishRequest(std::string_view exchange, std::string_view routingKey,
                                          std::string body, const PublishOptions& options,
                                          ConfirmCallback settled) {

@@ -295,9 +295,12 @@ protected:
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
         const PublishFill fill(exchange, routingKey, std::move(body), options,
                                /*refusalsOnly=*/true);
-        return startRequest(fill, Waiting{{}, std::move(settled)});
+        return startRequest(fill, Waiting{{}, std::move(settled)}, /*quiet=*/true);
     }
-    void forgetRequestPublish(std::uint64_t id) override { (void)takePending(id); }
+    void forgetRequestPublish(std::uint64_t id) override {
+        std::lock_guard lock(pendingMutex_);
+        quiet_.erase(id);
+    }
 
 public:
     std::optional<Delivery> get(std::string_view queue, bool noAck) override {
@@ -635,15 +638,20 @@ private:
     // without waking the io thread first. Requests behind others already in flight (a window of
     // confirms) gain nothing from that, since their answers queue behind the others': they go
     // with the io thread's next batched write, many per system call. Not connected: `done` is
-    // told at once. Returns the request's id.
-    template <class F> std::uint64_t startRequest(F&& fill, Waiting done) {
+    // told at once. Returns the request's id. A `quiet` request (a publish with refusalsOnly)
+    // gets no answer unless refused: it waits apart, until forgetRequestPublish, so that it
+    // neither holds up the removal of answered entries nor counts as a request in flight.
+    template <class F> std::uint64_t startRequest(F&& fill, Waiting done, bool quiet = false) {
         std::uint64_t sent = 0;
         bool alone = false;
         {
             std::lock_guard lock(pendingMutex_);
             sent = nextRequestId_++;
             alone = pending_.empty();
-            pending_.add(sent, std::move(done));
+            if (quiet)
+                quiet_.emplace(sent, std::move(done));
+            else
+                pending_.add(sent, std::move(done));
         }
         if (!appendFrame(sent, std::forward<F>(fill), {.urgent = alone && !onIoThread()})) {
             // Not connected (or reconnecting): fail now, unless linkDown already did.
@@ -664,6 +672,12 @@ private:
     // What waits for request `id`, removed; nullopt if nothing does (answered or failed).
     std::optional<Waiting> takePending(std::uint64_t id) {
         std::lock_guard lock(pendingMutex_);
+        if (!quiet_.empty())
+            if (auto it = quiet_.find(id); it != quiet_.end()) {
+                std::optional<Waiting> taken = std::move(it->second);
+                quiet_.erase(it);
+                return taken;
+            }
         return pending_.take(id);
     }
 
@@ -1241,6 +1255,12 @@ private:
     // capacity of its strings.
     void fillDelivery(Delivery& delivery, std::string_view consumerTag, wire::Message::Reader m,
                       bool needsAck) {
+        if (needsAck) {
+            // First: should reading the rest fail (a get's failure leaves the link up), the
+            // tag is tracked, so no later "ack multiple" settles a message nobody saw.
+            std::lock_guard lock(outMutex_);
+            acks_.delivered(m.getDeliveryTag());
+        }
         DeliveryFields fields(delivery);
         fields.head(ackLink_, m.getDeliveryTag(), m.getRedelivered(), needsAck);
         fields.consumerTag() = consumerTag;
@@ -1253,10 +1273,6 @@ private:
             fields.deaths().clear();
         const auto body = m.getBody();
         fields.body().assign(reinterpret_cast<const char*>(body.begin()), body.size());
-        if (needsAck) { // last: nothing above throws once the tag is tracked
-            std::lock_guard lock(outMutex_);
-            acks_.delivered(m.getDeliveryTag());
-        }
     }
 
     void linkDown(const std::string& why) {
@@ -1291,9 +1307,12 @@ private:
         {
             std::lock_guard lock(pendingMutex_);
             pending = pending_.takeAll();
+            for (auto& [id, waiting] : quiet_)
+                pending.push_back(std::move(waiting));
+            quiet_.clear();
         }
         const Error lost(ErrorKind::CONNECTION_LOST, "connection lost: " + downReason_);
-        for (Waiting& waiting : pending) // in the order they were sent
+        for (Waiting& waiting : pending) // in the order they were sent (quiet ones last)
             answer(waiting, nullptr, &lost);
         resetRequests(lost); // RPC calls in flight; the next request() makes a new reply queue
         if (wasOpen && !giveUp_)
@@ -1365,6 +1384,7 @@ private:
     std::mutex pendingMutex_; // requests are registered from any thread (start)
     std::uint64_t nextRequestId_ = 1;
     PendingRequests<Waiting> pending_;
+    std::map<std::uint64_t, Waiting> quiet_; // startRequest's quiet ones: RPC requests in flight
     std::set<std::uint64_t> returnedIds_;
     std::map<std::string, std::shared_ptr<ConsumerRecord>, std::less<>> consumers_;
     // Consumers cancelled on this link, and whether their deliveries need an ack: deliveries

@@ -46,7 +46,8 @@ struct Frame {
     unbind @18 :Binding;
 
     # --- messages ---
-    publish @19 :Publish;         # with requestId: answered by confirm (or error); without: silent
+    publish @19 :Publish;         # with requestId: answered by confirm (or error), or only
+                                  # when refused (Publish.refusalsOnly); without: silent
     confirm @20 :Confirm;
     returned @21 :Returned;       # server -> client: a mandatory publish that reached no queue
     qos @22 :Qos;                 # answered by ok

@@ -123,13 +123,24 @@ TEST_CASE("a delivery shows only its own message, after deliveries with every pr
             connection->publish("full", "a.long.routing.key", std::string(300, 'f'), full);
             REQUIRE(inbox.waitFor(++expected));
         }
+        // And one with x-death: rejected from a queue that dead-letters into "reused".
+        QueueDeclareOptions deadLetters;
+        deadLetters.arguments.set("x-dead-letter-exchange", std::string(""));
+        deadLetters.arguments.set("x-dead-letter-routing-key", std::string("reused"));
+        connection->declareQueue("reused-source", deadLetters);
+        (void)connection->publishConfirmed("", "reused-source", "dead");
+        std::optional<Delivery> refused = connection->get("reused-source");
+        REQUIRE(refused);
+        refused->reject(false);
+        REQUIRE(inbox.waitFor(++expected));
         for (int i = 0; i < 3; ++i) {
             connection->publish("", "reused", "plain");
             REQUIRE(inbox.waitFor(++expected));
         }
 
         CHECK(inbox.at(0).properties().messageId == "m-1");
-        for (std::size_t i = 3; i < expected; ++i) {
+        CHECK(inbox.at(3).deaths().size() == 1);
+        for (std::size_t i = 4; i < expected; ++i) {
             const Delivery d = inbox.at(i);
             CHECK(d.body() == "plain");
             CHECK(d.exchange() == "");

@@ -5,6 +5,7 @@
 #include "protocol/convert.h"
 #include "tests/net/raw_client.h"
 #include "tests/net/test_server.h"
+#include "tests/support/process.h"
 
 #include <doctest/doctest.h>
 
@@ -276,4 +277,40 @@ TEST_CASE("a publish with refusalsOnly is answered only when it is refused") {
     })) {
     }
     CHECK(answered == std::vector<std::uint64_t>{4, 5, 6, 7});
+}
+
+TEST_CASE("a persistent refusalsOnly publish to a durable queue gets no answer once on disk") {
+    TempDir dir;
+    net::ServerConfig config;
+    config.dataDir = dir.file("data");
+    TestServer server(config);
+    RawClient client(server.port());
+    openClient(client);
+    client.send(2, [](wire::Frame::Builder f) {
+        auto d = f.initDeclareQueue();
+        d.setName("kept");
+        d.setDurable(true);
+    });
+    REQUIRE(client.nextKind() == wire::Frame::DECLARE_QUEUE_OK);
+    auto publish = [&](std::uint64_t id, bool refusalsOnly) {
+        client.send(id, [&](wire::Frame::Builder f) {
+            auto p = f.initPublish();
+            p.setRoutingKey("kept");
+            p.initProperties().setPersistent(true);
+            p.setRefusalsOnly(refusalsOnly);
+        });
+    };
+    publish(3, true);
+    publish(4, false); // its confirm comes once 3, journaled before it, is on disk too
+    std::vector<std::uint64_t> answered;
+    while (answered.empty() || answered.back() != 4) {
+        REQUIRE(client.receive([&](wire::Frame::Reader f) {
+            if (f.isHeartbeat())
+                return;
+            answered.push_back(f.getRequestId());
+            if (f.isConfirm())
+                CHECK(f.getConfirm().getAck());
+        }));
+    }
+    CHECK(answered == std::vector<std::uint64_t>{4});
 }
