@@ -7,15 +7,15 @@
 
 namespace depot::client {
 
-struct ConfirmWindow::State {
+struct ConfirmWindow::State final : ConfirmSink {
     std::mutex mutex;
-    std::condition_variable settled;
+    std::condition_variable changed; // settled() made room, or all are settled
     std::size_t unsettled = 0;
     std::size_t wakeAt = 0; // the publisher waits until `unsettled` is at most this
     bool waiting = false;   // only then do confirms notify: no system call per confirm
     ConfirmTally tally;
 
-    void settle(const Confirmation* confirmation, const Error* failure) {
+    void settled(const Confirmation* confirmation, const Error* failure) override {
         std::lock_guard lock(mutex);
         --unsettled;
         if (failure != nullptr) {
@@ -30,7 +30,7 @@ struct ConfirmWindow::State {
                 ++tally.returned;
         }
         if (waiting && unsettled <= wakeAt)
-            settled.notify_one();
+            changed.notify_one();
     }
 
     // With `lock` held: waits until at most `target` are unsettled, or throws TIMEOUT.
@@ -40,7 +40,7 @@ struct ConfirmWindow::State {
             return;
         waiting = true;
         wakeAt = target;
-        const bool done = settled.wait_for(lock, timeout, [&] { return unsettled <= target; });
+        const bool done = changed.wait_for(lock, timeout, [&] { return unsettled <= target; });
         waiting = false;
         if (!done)
             throw Error(ErrorKind::TIMEOUT, std::to_string(unsettled) +
@@ -64,11 +64,8 @@ void ConfirmWindow::publish(std::string_view exchange, std::string_view routingK
         ++state_->unsettled;
     }
     try {
-        connection_.publishConfirmedThen(
-            exchange, routingKey, std::move(body), options,
-            [state = state_](const Confirmation* confirmation, const Error* failure) {
-                state->settle(confirmation, failure);
-            });
+        // The state itself, not a callback holding it: no allocation per publish.
+        connection_.publishConfirmedTo(exchange, routingKey, std::move(body), options, state_);
     } catch (...) {
         std::lock_guard lock(state_->mutex);
         --state_->unsettled; // never sent: nothing will settle it

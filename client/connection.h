@@ -129,6 +129,15 @@ private:
     std::string tag_;
 };
 
+// Where a ConfirmWindow hears of its publishes' outcomes: held by the transport until each is
+// settled, as a shared pointer rather than a callback made (and allocated) per publish.
+class ConfirmSink {
+public:
+    virtual ~ConfirmSink() = default;
+    // As Connection::ConfirmCallback: the confirmation, or the failure.
+    virtual void settled(const Confirmation* confirmation, const Error* failure) = 0;
+};
+
 class Connection : public std::enable_shared_from_this<Connection> {
 public:
     using Handler = std::function<void(Delivery&)>;
@@ -211,7 +220,7 @@ public:
     void onEvent(std::function<void(ConnectionEvent)> handler);
 
 protected:
-    friend class ConfirmWindow; // publishes through publishConfirmedThen
+    friend class ConfirmWindow; // publishes through publishConfirmedTo
 
     // A handler the transport calls on its own (I/O or broker) thread. It must not block; the
     // library's public handlers are RawHandlers that post to the dispatcher. The transport
@@ -236,6 +245,17 @@ protected:
     virtual void publishConfirmedThen(std::string_view exchange, std::string_view routingKey,
                                       std::string body, const PublishOptions& options,
                                       ConfirmCallback settled);
+    // publishConfirmedThen, telling `sink`: a transport may keep the pointer rather than make a
+    // callback per publish. By default: publishConfirmedThen with a callback that holds it.
+    virtual void publishConfirmedTo(std::string_view exchange, std::string_view routingKey,
+                                    std::string body, const PublishOptions& options,
+                                    std::shared_ptr<ConfirmSink> sink) {
+        publishConfirmedThen(
+            exchange, routingKey, std::move(body), options,
+            [sink = std::move(sink)](const Confirmation* confirmation, const Error* failure) {
+                sink->settled(confirmation, failure);
+            });
+    }
     // request()'s publish: like publishConfirmedThen, but `settled` may never be told of a
     // granted publish (the reply says it), so a transport may spare the broker's answer; it is
     // told of a refusal that comes before forgetRequestPublish, which request() calls with what

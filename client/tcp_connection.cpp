@@ -283,7 +283,15 @@ protected:
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
         // The callback is kept as it is, without a wrapper.
         const PublishFill fill(exchange, routingKey, std::move(body), options);
-        (void)startRequest(fill, Waiting{{}, std::move(settled)});
+        (void)startRequest(fill, Waiting{{}, std::move(settled), {}});
+    }
+    void publishConfirmedTo(std::string_view exchange, std::string_view routingKey,
+                            std::string body, const PublishOptions& options,
+                            std::shared_ptr<ConfirmSink> sink) override {
+        if (closed_)
+            throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
+        const PublishFill fill(exchange, routingKey, std::move(body), options);
+        (void)startRequest(fill, Waiting{{}, {}, std::move(sink)});
     }
 
     // depotd answers only a refusal (wire::Publish.refusalsOnly): the request's waiting entry
@@ -295,7 +303,7 @@ protected:
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
         const PublishFill fill(exchange, routingKey, std::move(body), options,
                                /*refusalsOnly=*/true);
-        return startRequest(fill, Waiting{{}, std::move(settled)}, /*quiet=*/true);
+        return startRequest(fill, Waiting{{}, std::move(settled), {}}, /*quiet=*/true);
     }
     void forgetRequestPublish(std::uint64_t id) override {
         std::lock_guard lock(pendingMutex_);
@@ -371,6 +379,7 @@ private:
     struct Waiting {
         Callback generic;
         ConfirmCallback confirmed;
+        std::shared_ptr<ConfirmSink> sink; // instead of `confirmed` (publishConfirmedTo)
     };
 
     // Fills a publish frame from the caller's arguments, which it only refers to: for a frame
@@ -426,16 +435,24 @@ private:
 
     // A request's answer (or its failure: frame null) to whoever waits for it.
     void answer(Waiting& waiting, const wire::Frame::Reader* frame, const Error* failure) {
-        if (!waiting.confirmed) {
+        if (!waiting.confirmed && !waiting.sink) {
             waiting.generic(frame, failure);
-        } else if (failure != nullptr) {
-            waiting.confirmed(nullptr, failure);
+            return;
+        }
+        auto settle = [&](const Confirmation* confirmation, const Error* error) {
+            if (waiting.sink)
+                waiting.sink->settled(confirmation, error);
+            else
+                waiting.confirmed(confirmation, error);
+        };
+        if (failure != nullptr) {
+            settle(nullptr, failure);
         } else if (frame->isError()) {
             const Error error = Error::broker(fromWire(frame->getError()));
-            waiting.confirmed(nullptr, &error);
+            settle(nullptr, &error);
         } else {
             const Confirmation confirmation = confirmationIn(*frame);
-            waiting.confirmed(&confirmation, nullptr);
+            settle(&confirmation, nullptr);
         }
     }
 
@@ -627,7 +644,7 @@ private:
                 promise->set_exception(std::current_exception());
             }
         };
-        const std::uint64_t sent = startRequest(fill, Waiting{std::move(done), {}});
+        const std::uint64_t sent = startRequest(fill, Waiting{std::move(done), {}, {}});
         if (id)
             *id = sent;
         return future;
@@ -872,7 +889,7 @@ private:
         {
             std::lock_guard lock(pendingMutex_);
             id = nextRequestId_++;
-            pending_.add(id, Waiting{std::move(callback), {}});
+            pending_.add(id, Waiting{std::move(callback), {}, {}});
         }
         sendFrame(id, fill);
         return id;
