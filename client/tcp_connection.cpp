@@ -279,31 +279,22 @@ protected:
     void publishConfirmedThen(std::string_view exchange, std::string_view routingKey,
                               std::string body, const PublishOptions& options,
                               ConfirmCallback settled) override {
-        if (closed_)
-            throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
-        // The callback is kept as it is, without a wrapper.
-        const PublishFill fill(exchange, routingKey, std::move(body), options);
-        (void)startRequest(fill, Waiting{{}, std::move(settled), {}});
+        (void)startConfirmed(exchange, routingKey, std::move(body), options,
+                             std::make_shared<CallbackSink>(std::move(settled)), false);
     }
     void publishConfirmedTo(std::string_view exchange, std::string_view routingKey,
                             std::string body, const PublishOptions& options,
                             std::shared_ptr<ConfirmSink> sink) override {
-        if (closed_)
-            throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
-        const PublishFill fill(exchange, routingKey, std::move(body), options);
-        (void)startRequest(fill, Waiting{{}, {}, std::move(sink)});
+        (void)startConfirmed(exchange, routingKey, std::move(body), options, std::move(sink),
+                             false);
     }
-
     // depotd answers only a refusal (wire::Publish.refusalsOnly): the request's waiting entry
     // stays until forgetRequestPublish, unless a refusal (or a lost link) took it first.
     std::uint64_t publishRequest(std::string_view exchange, std::string_view routingKey,
                                  std::string body, const PublishOptions& options,
                                  ConfirmCallback settled) override {
-        if (closed_)
-            throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
-        const PublishFill fill(exchange, routingKey, std::move(body), options,
-                               /*refusalsOnly=*/true);
-        return startRequest(fill, Waiting{{}, std::move(settled), {}}, /*quiet=*/true);
+        return startConfirmed(exchange, routingKey, std::move(body), options,
+                              std::make_shared<CallbackSink>(std::move(settled)), true);
     }
     void forgetRequestPublish(std::uint64_t id) override {
         std::lock_guard lock(pendingMutex_);
@@ -375,12 +366,29 @@ private:
     // Called on the io thread with the answer frame, or with the failure (connection lost).
     using Callback = std::function<void(const wire::Frame::Reader*, const Error*)>;
     // What waits for a request's answer: a callback given the frame, or (a publish with a
-    // confirm) one given the Confirmation, kept as the caller gave it.
+    // confirm) a sink given the Confirmation.
     struct Waiting {
         Callback generic;
-        ConfirmCallback confirmed;
-        std::shared_ptr<ConfirmSink> sink; // instead of `confirmed` (publishConfirmedTo)
+        std::shared_ptr<ConfirmSink> sink; // instead of `generic`
     };
+    // A ConfirmCallback as a sink (Connection::publishConfirmedTo's default does the reverse).
+    struct CallbackSink final : ConfirmSink {
+        explicit CallbackSink(ConfirmCallback callback) : callback(std::move(callback)) {}
+        void settled(const Confirmation* confirmation, const Error* failure) override {
+            callback(confirmation, failure);
+        }
+        ConfirmCallback callback;
+    };
+
+    // A publish with a confirm, told to `sink`; with `refusalsOnly`, a quiet request.
+    std::uint64_t startConfirmed(std::string_view exchange, std::string_view routingKey,
+                                 std::string body, const PublishOptions& options,
+                                 std::shared_ptr<ConfirmSink> sink, bool refusalsOnly) {
+        if (closed_)
+            throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
+        const PublishFill fill(exchange, routingKey, std::move(body), options, refusalsOnly);
+        return startRequest(fill, Waiting{{}, std::move(sink)}, /*quiet=*/refusalsOnly);
+    }
 
     // Fills a publish frame from the caller's arguments, which it only refers to: for a frame
     // encoded before the call returns (appendFrame, startRequest and so call and start encode
@@ -435,24 +443,16 @@ private:
 
     // A request's answer (or its failure: frame null) to whoever waits for it.
     void answer(Waiting& waiting, const wire::Frame::Reader* frame, const Error* failure) {
-        if (!waiting.confirmed && !waiting.sink) {
+        if (!waiting.sink) {
             waiting.generic(frame, failure);
-            return;
-        }
-        auto settle = [&](const Confirmation* confirmation, const Error* error) {
-            if (waiting.sink)
-                waiting.sink->settled(confirmation, error);
-            else
-                waiting.confirmed(confirmation, error);
-        };
-        if (failure != nullptr) {
-            settle(nullptr, failure);
+        } else if (failure != nullptr) {
+            waiting.sink->settled(nullptr, failure);
         } else if (frame->isError()) {
             const Error error = Error::broker(fromWire(frame->getError()));
-            settle(nullptr, &error);
+            waiting.sink->settled(nullptr, &error);
         } else {
             const Confirmation confirmation = confirmationIn(*frame);
-            settle(&confirmation, nullptr);
+            waiting.sink->settled(&confirmation, nullptr);
         }
     }
 
@@ -644,7 +644,7 @@ private:
                 promise->set_exception(std::current_exception());
             }
         };
-        const std::uint64_t sent = startRequest(fill, Waiting{std::move(done), {}, {}});
+        const std::uint64_t sent = startRequest(fill, Waiting{std::move(done), {}});
         if (id)
             *id = sent;
         return future;
@@ -889,7 +889,7 @@ private:
         {
             std::lock_guard lock(pendingMutex_);
             id = nextRequestId_++;
-            pending_.add(id, Waiting{std::move(callback), {}, {}});
+            pending_.add(id, Waiting{std::move(callback), {}});
         }
         sendFrame(id, fill);
         return id;

@@ -729,8 +729,8 @@ TEST_CASE("deliveries queued for a cancelled consumer go back to the queue") {
     });
 }
 
-// The consumers of one connection share its dispatcher and one mailbox: each still gets its own
-// deliveries in order, and cancelling one returns only its queued deliveries.
+// The consumers of one connection share its dispatcher: each still gets its own deliveries in
+// order, and cancelling one returns only its queued deliveries.
 TEST_CASE("consumers sharing a connection: each in order, one cancelled, the other goes on") {
     forEachUrl([](const std::string& url) {
         Inbox<std::string> seenA;

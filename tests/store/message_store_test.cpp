@@ -45,6 +45,18 @@ std::vector<std::string> bodies(const Recovered& recovered, const std::string& q
     return out;
 }
 
+// `count` messages of 100 bytes enqueued on "q", and synced: their ids, in order.
+std::vector<std::uint64_t> fillQueue(MessageStore& store, int count) {
+    std::vector<std::uint64_t> ids;
+    const std::string body(100, 'b');
+    for (int i = 0; i < count; ++i) {
+        ids.push_back(store.addMessage(body));
+        store.enqueue("q", ids.back());
+    }
+    store.sync();
+    return ids;
+}
+
 std::vector<std::filesystem::path> segmentFiles(const TempDir& dir) {
     std::vector<std::filesystem::path> files;
     for (const auto& entry : std::filesystem::directory_iterator(dir.file("store")))
@@ -286,13 +298,7 @@ TEST_CASE("store: a queue drained in order is not compacted under its consumer")
     TempDir dir;
     Recovered nothing;
     auto store = MessageStore::open(at(dir, 4096), nothing); // about 28 messages a segment
-    std::vector<std::uint64_t> ids;
-    const std::string body(100, 'b');
-    for (int i = 0; i < 400; ++i) {
-        ids.push_back(store->addMessage(body));
-        store->enqueue("q", ids.back());
-    }
-    store->sync();
+    const std::vector<std::uint64_t> ids = fillQueue(*store, 400);
     const std::size_t segments = store->stats().segments;
     for (int i = 0; i < 25; ++i) // the head segment: under a quarter of it still live
         store->ack("q", ids[static_cast<std::size_t>(i)]);
@@ -317,13 +323,7 @@ TEST_CASE("store: the oldest segment is compacted only once it has stopped drain
     MessageStore::Options options = at(dir, 4096); // about 28 messages a segment
     options.compactAfter = std::chrono::seconds(1);
     auto store = MessageStore::open(options, nothing);
-    std::vector<std::uint64_t> ids;
-    const std::string body(100, 'b');
-    for (int i = 0; i < 60; ++i) {
-        ids.push_back(store->addMessage(body));
-        store->enqueue("q", ids.back());
-    }
-    store->sync();
+    const std::vector<std::uint64_t> ids = fillQueue(*store, 60);
     // All but the head segment's last few messages and one message behind it are consumed:
     // dead bytes outweigh live ones, and the head segment is under a quarter live.
     for (std::size_t i = 0; i < ids.size(); ++i)
@@ -363,13 +363,7 @@ TEST_CASE("store: a slowly drained oldest segment is compacted after ten times c
     MessageStore::Options options = at(dir, 32768); // about 225 messages a segment
     options.compactAfter = std::chrono::seconds(1);
     auto store = MessageStore::open(options, nothing);
-    std::vector<std::uint64_t> ids;
-    const std::string body(100, 'b');
-    for (int i = 0; i < 500; ++i) {
-        ids.push_back(store->addMessage(body));
-        store->enqueue("q", ids.back());
-    }
-    store->sync();
+    const std::vector<std::uint64_t> ids = fillQueue(*store, 500);
     // The head segment under a sixth live, the rest nearly all dead.
     for (std::size_t i = 0; i < ids.size(); ++i)
         if (i < 190 || (i >= 230 && i != 400))
