@@ -2,6 +2,7 @@
 
 #include "bench/e2e_peer.h"
 #include "bench/local_depotd.h"
+#include "bench/loopback.h"
 #include "bench/report.h"
 #include "client/connection.h"
 #include "client/url.h"
@@ -233,12 +234,7 @@ Outcome confirmed(const std::string& url, const E2eOptions& options) {
                    static_cast<double>(options.body) + 96, "sequential: latency-bound"};
 }
 
-struct RpcResult {
-    std::size_t calls = 0;
-    double p50 = 0, p99 = 0, p999 = 0;
-};
-
-RpcResult rpc(const std::string& url, const E2eOptions& options) {
+RoundTrips rpc(const std::string& url, const E2eOptions& options) {
     auto server = client::Connection::open(url);
     auto caller = client::Connection::open(url);
     server->declareQueue("bench.rpc");
@@ -251,41 +247,7 @@ RpcResult rpc(const std::string& url, const E2eOptions& options) {
         (void)caller->request("", "bench.rpc", body, std::chrono::seconds(5));
         micros.push_back(secondsSince(start) * 1e6);
     }
-    std::sort(micros.begin(), micros.end());
-    auto at = [&](double q) {
-        return micros[std::min(micros.size() - 1, static_cast<std::size_t>(q * micros.size()))];
-    };
-    return RpcResult{micros.size(), at(0.50), at(0.99), at(0.999)};
-}
-
-// The ceiling: the same number of bytes through a plain loopback TCP connection, 64 KiB
-// writes, in this process.
-Outcome loopbackCeiling(double bytesPerMessage, std::size_t messages) {
-    asio::io_context io;
-    asio::ip::tcp::acceptor acceptor(io, {asio::ip::make_address("127.0.0.1"), 0});
-    asio::ip::tcp::socket writer(io);
-    writer.connect(acceptor.local_endpoint());
-    asio::ip::tcp::socket reader = acceptor.accept();
-    const std::size_t total =
-        static_cast<std::size_t>(bytesPerMessage * static_cast<double>(messages));
-    std::thread drain([&] {
-        std::vector<char> buffer(64 * 1024);
-        std::size_t got = 0;
-        asio::error_code error;
-        while (got < total && !error)
-            got += reader.read_some(asio::buffer(buffer), error);
-    });
-    const std::vector<char> chunk(64 * 1024, 'x');
-    const auto start = Clock::now();
-    std::size_t sent = 0;
-    while (sent < total) {
-        const std::size_t n = std::min(chunk.size(), total - sent);
-        asio::write(writer, asio::buffer(chunk.data(), n));
-        sent += n;
-    }
-    drain.join();
-    return Outcome{"loopback TCP, same bytes (ceiling)", messages, secondsSince(start),
-                   bytesPerMessage, "one socket, 64 KiB writes"};
+    return percentiles(std::move(micros));
 }
 
 // A scenario measured against one target.
@@ -399,9 +361,12 @@ void writeSvg(const std::string& path, const std::vector<std::string>& scenarios
 
 void writeJson(const std::string& path, const E2eOptions& options,
                const std::vector<std::string>& scenarios, const std::vector<Target>& targets,
-               const std::vector<std::vector<Outcome>>& results) {
+               const std::vector<std::vector<Outcome>>& results,
+               std::pair<double, double> loopback) {
     std::ofstream out(path);
     out << "{\n  \"benchmark\": \"e2e\",\n  \"messages\": " << options.messages
+        << ",\n  \"loopback_ceiling_per_second\": " << jsonNumber(loopback.first)
+        << ",\n  \"relay_ceiling_per_second\": " << jsonNumber(loopback.second)
         << ",\n  \"body_bytes\": " << options.body << ",\n  \"targets\": [";
     for (std::size_t t = 0; t < targets.size(); ++t)
         out << (t ? ", " : "") << "{\"label\": " << jsonString(targets[t].label)
@@ -515,15 +480,23 @@ bool runE2e(const E2eOptions& given) {
                     o.note += "; " + std::to_string(*fsyncs) + " fsyncs (" +
                               formatSi(static_cast<double>(*fsyncs) / o.seconds) + "/s)";
                 }
-    std::vector<RpcResult> calls;
+    std::vector<RoundTrips> calls;
     if (rpcRuns)
         for (const Target& target : targets) {
             calls.push_back(rpc(target.url, options));
             progress("rpc on " + target.label);
         }
-    const Outcome ceiling =
-        loopbackCeiling(static_cast<double>(options.body) + 96, options.messages);
-    progress("loopback ceiling");
+    const std::size_t messageBytes = options.body + 96;
+    const std::size_t wireBytes = messageBytes * options.messages;
+    const Outcome ceiling{"loopback TCP, same bytes (ceiling)", options.messages,
+                          loopbackSeconds(wireBytes), static_cast<double>(messageBytes),
+                          "one socket, 64 KiB writes"};
+    const Outcome relay{"the same through a bare relay (a broker's ceiling)", options.messages,
+                        relaySeconds(wireBytes), static_cast<double>(messageBytes),
+                        "a thread forwarding 64 KiB reads from one socket to another"};
+    const RoundTrips rpcFloor =
+        rpcRuns ? relayRoundTrips(messageBytes, options.rpcCalls) : RoundTrips{};
+    progress("loopback ceilings and RPC floor");
 
     std::vector<std::string> header = {"scenario"};
     for (std::size_t t = 0; t < targets.size(); ++t) {
@@ -553,24 +526,33 @@ bool runE2e(const E2eOptions& given) {
         row.push_back(note);
         table.addRow(row);
     }
-    std::vector<std::string> ceilingRow = {ceiling.scenario, formatSi(ceiling.rate())};
-    while (ceilingRow.size() + 1 < header.size())
-        ceilingRow.push_back(targets.size() == 1 ? formatRatio(1.0) : "");
-    ceilingRow.push_back(ceiling.note);
-    table.addRow(ceilingRow);
+    for (const Outcome* line : {&ceiling, &relay}) {
+        std::vector<std::string> row = {line->scenario, formatSi(line->rate())};
+        while (row.size() + 1 < header.size())
+            row.push_back(targets.size() == 1 ? formatRatio(line->rate() / ceiling.rate()) : "");
+        row.push_back(line->note);
+        table.addRow(row);
+    }
     table.print(std::cout);
     for (std::size_t t = 0; t < calls.size(); ++t)
         std::cout << "\nRPC round trip on " << targets[t].label << " (sequential, "
-                  << calls[t].calls << " calls): p50 " << calls[t].p50 << " us, p99 "
-                  << calls[t].p99 << " us, p99.9 " << calls[t].p999 << " us";
+                  << options.rpcCalls << " calls): p50 " << calls[t].p50 << " us, p99 "
+                  << calls[t].p99 << " us, p99.9 " << calls[t].p999 << " us ("
+                  << formatRatio(calls[t].p50 / rpcFloor.p50) << " the floor's p50)";
+    if (rpcRuns)
+        std::cout << "\nRPC floor: the same round trips through a bare relay to an echo, two hops "
+                     "each way, no broker, no client library: p50 "
+                  << rpcFloor.p50 << " us, p99 " << rpcFloor.p99 << " us";
     std::cout << "\n\nEach message counts " << options.body + 96
               << " bytes on the wire for the ceiling (body plus about 96 bytes of frame). The "
-                 "publishers, the consumers and the brokers share this machine's cores.\n";
+                 "publishers, the consumers and the brokers share this machine's cores. A "
+                 "broker over TCP cannot pass the relay ceiling: every byte crosses loopback "
+                 "twice.\n";
     if (options.persistent)
         std::cout << "Persistent: every confirm waited for the broker's disk (depotd ran with "
                      "--data-dir); `depot-bench store` shows the disk's raw fsync rate.\n";
     if (!options.json.empty())
-        writeJson(options.json, options, names, targets, results);
+        writeJson(options.json, options, names, targets, results, {ceiling.rate(), relay.rate()});
     if (!options.svg.empty())
         writeSvg(options.svg, names, targets, results);
     if (!complete)
@@ -588,7 +570,9 @@ void addE2eCommand(CLI::App& app) {
                "acks, 4 publishers -> 4 competing consumers, fanout to 10 queues, a topic "
                "exchange with 1,000 bindings, confirmed publishes, RPC round trips, next to a "
                "raw loopback TCP ceiling measured in the same run (the ratio compares bytes per "
-               "second), with the CPU time per delivery of the publisher, the consumer and a "
+               "second), the same bytes through a bare relay (what no broker over TCP can beat) "
+               "and RPC round trips through that relay, with the CPU time per delivery of the "
+               "publisher, the consumer and a "
                "local depotd. Starts depotd (next to depot-bench) unless --target or --compare "
                "name brokers; --compare local @rabbitmq/url compares Depot with RabbitMQ. Exits "
                "1 if a target did not deliver every message.");
