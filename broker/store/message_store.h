@@ -17,6 +17,14 @@
 // A message routed to several durable queues is written once, with one ENQUEUE per queue.
 // Integers are little-endian.
 //
+// The active segment's file is kept ZERO_AHEAD bytes longer than its records, filled with
+// zeros (up to segmentBytes): an fdatasync then overwrites blocks the file already has and
+// commits no metadata, where an append makes the filesystem commit the new length and blocks
+// each time (ext4 on this VM, 40 KB written and fdatasync'd 3,000 times: a median of 280-320
+// µs instead of 505, and a third less CPU). Zeros where a record header should be, and only
+// zeros after them, are the end of a segment's records. Best effort: where the zeros cannot be
+// written (a full disk), the records are appended as before.
+//
 // Recovery reads every segment in order and rebuilds, per queue, the messages enqueued and not
 // acked, ordered by sequence. A record whose length runs past the end of the file or whose
 // checksum fails ends what is read of that segment: in the last segment that is a torn tail (a
@@ -134,6 +142,8 @@ public:
             std::filesystem::path directory;
             std::uint64_t offset = 0; // where the bytes go
             std::string bytes;
+            std::uint64_t zeroedTo = 0;  // the file's length: records, then zeros (in and out)
+            std::uint64_t zeroLimit = 0; // no zeros past this (the segment size)
         };
         std::vector<Part> parts;
         bool empty() const { return parts.empty(); }
@@ -155,6 +165,7 @@ public:
 
 private:
     struct Segment;
+    static void preallocate(SyncBatch::Part& part); // zeros ahead of the part's records
     struct MessageInfo {
         std::uint32_t segment = 0; // number
         std::uint64_t offset = 0;  // of the record's payload in the file

@@ -3,6 +3,7 @@
 // is reported and cut, never read as data; disk use follows the live backlog.
 
 #include "tests/support/process.h"
+#include "tests/support/segment_files.h"
 
 #include "broker/store/crc32c.h"
 #include "broker/store/message_store.h"
@@ -22,6 +23,7 @@
 
 using depot::store::MessageStore;
 using depot::store::Recovered;
+using depot::tests::segmentRecordsEnd;
 using depot::tests::TempDir;
 
 namespace {
@@ -174,9 +176,10 @@ TEST_CASE("store: a torn tail is reported and cut, what precedes it is intact") 
         store->sync();
     }
     const auto last = segmentFiles(dir).back();
-    const auto size = std::filesystem::file_size(last);
-    { // half a record, as a crash in the middle of a write leaves it
-        std::ofstream out(last, std::ios::app | std::ios::binary);
+    const auto end = segmentRecordsEnd(last);
+    { // half a record over the zeros after them, as a crash in the middle of a write leaves it
+        std::fstream out(last, std::ios::in | std::ios::out | std::ios::binary);
+        out.seekp(static_cast<std::streamoff>(end));
         const char partial[] = {40, 0, 0, 0, 1, 2, 3, 4, 1, 'x', 'y'};
         out.write(partial, sizeof partial);
     }
@@ -185,7 +188,36 @@ TEST_CASE("store: a torn tail is reported and cut, what precedes it is intact") 
     REQUIRE(recovered.problems.size() == 1);
     CHECK(recovered.problems[0].find("torn tail") != std::string::npos);
     CHECK(bodies(recovered, "q") == std::vector<std::string>{"one", "two"});
-    CHECK(std::filesystem::file_size(last) == size); // cut back
+    CHECK(std::filesystem::file_size(last) == end); // cut back
+}
+
+TEST_CASE("store: the active segment runs ahead of its records in zeros, read as its end") {
+    TempDir dir;
+    constexpr std::uint64_t SEGMENT = 1u << 20; // below the 4 MiB the store keeps ahead
+    {
+        Recovered nothing;
+        auto store = MessageStore::open(at(dir, SEGMENT), nothing);
+        fillQueue(*store, 3);
+        const auto file = segmentFiles(dir).back();
+        CHECK(std::filesystem::file_size(file) == SEGMENT); // zeros up to the segment's size
+        CHECK(segmentRecordsEnd(file) < 1024);
+        fillQueue(*store, 2); // written over the zeros
+        CHECK(std::filesystem::file_size(file) == SEGMENT);
+    }
+    Recovered recovered;
+    auto store = MessageStore::open(at(dir, SEGMENT), recovered);
+    CHECK(recovered.problems.empty()); // the zeros are no torn tail
+    CHECK(bodies(recovered, "q").size() == 5);
+    // Past the segment size, a new segment; the first keeps no zeros past it.
+    fillQueue(*store, 12'000);
+    const auto files = segmentFiles(dir);
+    REQUIRE(files.size() >= 3);
+    CHECK(std::filesystem::file_size(files[1]) <= SEGMENT);
+    store.reset();
+    Recovered again;
+    store = MessageStore::open(at(dir, SEGMENT), again);
+    CHECK(again.problems.empty());
+    CHECK(bodies(again, "q").size() == 12'005);
 }
 
 TEST_CASE("store: a bad checksum ends that segment's reading, later segments still count") {
@@ -413,6 +445,23 @@ private:
 
 } // namespace
 
+TEST_CASE("store: zeros that do not fit (disk full) are no failure: the records are appended") {
+    TempDir dir;
+    Recovered nothing;
+    auto store = MessageStore::open(at(dir, 1u << 20), nothing);
+    {
+        FileSizeLimit limit(8192); // room for the records, not for the zeros ahead of them
+        fillQueue(*store, 3);      // would throw if the zeros' failure failed the sync
+        CHECK(store->stats().failedSyncs == 0);
+        CHECK(std::filesystem::file_size(segmentFiles(dir).back()) <= 8192);
+    }
+    store.reset();
+    Recovered recovered;
+    store = MessageStore::open(at(dir, 1u << 20), recovered);
+    CHECK(recovered.problems.empty());
+    CHECK(bodies(recovered, "q").size() == 3);
+}
+
 TEST_CASE("store: a failed write (disk full) leaves nothing half-written and is written later") {
     TempDir dir;
     Recovered nothing;
@@ -421,7 +470,7 @@ TEST_CASE("store: a failed write (disk full) leaves nothing half-written and is 
         store->enqueue("q", store->addMessage("m" + std::to_string(i)));
     store->sync();
     const auto first = segmentFiles(dir).at(0);
-    const auto sizeBefore = std::filesystem::file_size(first);
+    const auto sizeBefore = segmentRecordsEnd(first);
 
     const std::string body(100, 'f');
     std::vector<std::uint64_t> failed;

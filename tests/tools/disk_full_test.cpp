@@ -7,6 +7,7 @@
 // write past it fails with EFBIG exactly where one on a full disk fails with ENOSPC.
 
 #include "tests/support/process.h"
+#include "tests/support/segment_files.h"
 
 #include "client/connection.h"
 
@@ -38,13 +39,14 @@ void limitFileSize(pid_t pid, rlim_t bytes) {
     REQUIRE(::prlimit(pid, RLIMIT_FSIZE, &limit, nullptr) == 0);
 }
 
-std::uintmax_t newestSegmentSize(const std::string& messagesDir) {
+// Where the newest segment's records end (its file runs ahead of them in zeros).
+std::uintmax_t newestSegmentEnd(const std::string& messagesDir) {
     std::vector<std::filesystem::path> segments;
     for (const auto& entry : std::filesystem::directory_iterator(messagesDir))
         if (entry.path().extension() == ".seg")
             segments.push_back(entry.path());
     REQUIRE(!segments.empty());
-    return std::filesystem::file_size(*std::max_element(segments.begin(), segments.end()));
+    return segmentRecordsEnd(*std::max_element(segments.begin(), segments.end()));
 }
 
 template <class F> bool eventually(F&& condition, std::chrono::seconds timeout) {
@@ -90,7 +92,7 @@ TEST_CASE("depotd: a full disk nacks and blocks publishers, then recovers withou
         }
 
         // Room for about three more messages.
-        limitFileSize(depotd.process().pid(), newestSegmentSize(dir + "/messages") + 4096);
+        limitFileSize(depotd.process().pid(), newestSegmentEnd(dir + "/messages") + 4096);
         std::vector<std::pair<std::string, std::future<Confirmation>>> pending;
         for (int i = 0; i < 40; ++i) {
             std::string body = "during-" + std::to_string(i) + padding;
