@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <initializer_list>
+#include <stdexcept>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -33,33 +35,55 @@ std::pair<tcp::socket, tcp::socket> connectedPair(asio::io_context& io) {
     return {std::move(near), std::move(far)};
 }
 
-void drain(tcp::socket& socket, std::size_t bytes) {
+// Each thread closes its sockets when it stops early (an error), so that the threads at their
+// other ends fail too instead of waiting for ever; the caller then throws.
+void closeAll(std::initializer_list<tcp::socket*> sockets) {
+    asio::error_code ignored;
+    for (tcp::socket* socket : sockets)
+        socket->close(ignored);
+}
+
+asio::error_code drain(tcp::socket& socket, std::size_t bytes) {
     std::vector<char> buffer(CHUNK);
     std::size_t got = 0;
     asio::error_code error;
     while (got < bytes && !error)
         got += socket.read_some(asio::buffer(buffer), error);
+    if (error)
+        closeAll({&socket});
+    return error;
 }
 
-void fill(tcp::socket& socket, std::size_t bytes) {
+asio::error_code fill(tcp::socket& socket, std::size_t bytes) {
     const std::vector<char> chunk(CHUNK, 'x');
-    for (std::size_t sent = 0; sent < bytes;) {
-        const std::size_t n = std::min(chunk.size(), bytes - sent);
-        asio::write(socket, asio::buffer(chunk.data(), n));
-        sent += n;
-    }
+    asio::error_code error;
+    for (std::size_t sent = 0; sent < bytes && !error;)
+        sent += asio::write(
+            socket, asio::buffer(chunk.data(), std::min(chunk.size(), bytes - sent)), error);
+    if (error)
+        closeAll({&socket});
+    return error;
 }
 
 // Forwards `bytes` from `in` to `out` as they come.
-void forward(tcp::socket& in, tcp::socket& out, std::size_t bytes) {
+asio::error_code forward(tcp::socket& in, tcp::socket& out, std::size_t bytes) {
     std::vector<char> buffer(CHUNK);
     std::size_t moved = 0;
     asio::error_code error;
     while (moved < bytes && !error) {
         const std::size_t n = in.read_some(asio::buffer(buffer), error);
-        asio::write(out, asio::buffer(buffer.data(), n), error);
+        if (!error)
+            asio::write(out, asio::buffer(buffer.data(), n), error);
         moved += n;
     }
+    if (error)
+        closeAll({&in, &out});
+    return error;
+}
+
+void check(asio::error_code error) {
+    if (error)
+        throw std::runtime_error("loopback measurement failed: " + error.message());
 }
 
 } // namespace
@@ -68,9 +92,11 @@ double loopbackSeconds(std::size_t bytes) {
     asio::io_context io;
     auto [writer, reader] = connectedPair(io);
     const auto start = Clock::now();
-    std::thread receiver([&reader = reader, bytes] { drain(reader, bytes); });
-    fill(writer, bytes);
+    asio::error_code received;
+    std::thread receiver([&reader = reader, &received, bytes] { received = drain(reader, bytes); });
+    const asio::error_code sent = fill(writer, bytes);
     receiver.join();
+    check(sent ? sent : received);
     return secondsSince(start);
 }
 
@@ -79,11 +105,14 @@ double relaySeconds(std::size_t bytes) {
     auto [writer, relayIn] = connectedPair(io);
     auto [relayOut, reader] = connectedPair(io);
     const auto start = Clock::now();
-    std::thread relay([&in = relayIn, &out = relayOut, bytes] { forward(in, out, bytes); });
-    std::thread receiver([&reader = reader, bytes] { drain(reader, bytes); });
-    fill(writer, bytes);
+    asio::error_code relayed, received;
+    std::thread relay(
+        [&in = relayIn, &out = relayOut, &relayed, bytes] { relayed = forward(in, out, bytes); });
+    std::thread receiver([&reader = reader, &received, bytes] { received = drain(reader, bytes); });
+    const asio::error_code sent = fill(writer, bytes);
     relay.join();
     receiver.join();
+    check(sent ? sent : relayed ? relayed : received);
     return secondsSince(start);
 }
 
@@ -98,31 +127,44 @@ RoundTrips relayRoundTrips(std::size_t messageBytes, std::size_t calls) {
         asio::error_code error;
         for (std::size_t i = 0; i < total && !error; ++i) {
             asio::read(a, asio::buffer(buffer), error);
-            asio::write(b, asio::buffer(buffer), error);
-            asio::read(b, asio::buffer(buffer), error);
-            asio::write(a, asio::buffer(buffer), error);
+            if (!error)
+                asio::write(b, asio::buffer(buffer), error);
+            if (!error)
+                asio::read(b, asio::buffer(buffer), error);
+            if (!error)
+                asio::write(a, asio::buffer(buffer), error);
         }
+        if (error)
+            closeAll({&a, &b});
     });
     std::thread responder([&echo = echo, messageBytes, total] {
         std::vector<char> buffer(messageBytes);
         asio::error_code error;
         for (std::size_t i = 0; i < total && !error; ++i) {
             asio::read(echo, asio::buffer(buffer), error);
-            asio::write(echo, asio::buffer(buffer), error);
+            if (!error)
+                asio::write(echo, asio::buffer(buffer), error);
         }
+        if (error)
+            closeAll({&echo});
     });
     std::vector<char> message(messageBytes, 'x');
     std::vector<double> micros;
     micros.reserve(calls);
-    for (std::size_t i = 0; i < total; ++i) {
+    asio::error_code error;
+    for (std::size_t i = 0; i < total && !error; ++i) {
         const auto start = Clock::now();
-        asio::write(caller, asio::buffer(message));
-        asio::read(caller, asio::buffer(message));
+        asio::write(caller, asio::buffer(message), error);
+        if (!error)
+            asio::read(caller, asio::buffer(message), error);
         if (i >= WARM_UP)
             micros.push_back(secondsSince(start) * 1e6);
     }
+    if (error)
+        closeAll({&caller});
     relay.join();
     responder.join();
+    check(error);
     return percentiles(std::move(micros));
 }
 
