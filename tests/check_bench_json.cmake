@@ -1,5 +1,6 @@
-# Checks a `depot-bench e2e --json` file: well-formed JSON, TARGETS targets, and every result
-# complete (each target delivered every message of every scenario). Speed is not checked.
+# Checks a `depot-bench e2e --json` file: well-formed JSON, TARGETS targets, every result
+# complete (each target delivered every message of every scenario), and both loopback ceilings
+# measured. Speed is not checked.
 # cmake -DFILE=results.json -DTARGETS=2 -P check_bench_json.cmake
 file(READ "${FILE}" json)
 string(JSON targets LENGTH "${json}" targets)
@@ -18,6 +19,12 @@ foreach(i RANGE ${last})
   string(JSON rate GET "${json}" results ${i} per_second)
   if(NOT complete OR NOT rate GREATER 0)
     message(FATAL_ERROR "${FILE}: '${scenario}' on ${target} did not deliver every message")
+  endif()
+endforeach()
+foreach(ceiling loopback_ceiling_per_second relay_ceiling_per_second)
+  string(JSON rate GET "${json}" ${ceiling})
+  if(NOT rate GREATER 0)
+    message(FATAL_ERROR "${FILE}: no ${ceiling}")
   endif()
 endforeach()
 message(STATUS "${FILE}: ${results} results from ${targets} targets, all complete")
