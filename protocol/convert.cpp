@@ -213,6 +213,10 @@ std::vector<core::DeathRecord> fromWire(capnp::List<wire::Death>::Reader deaths)
             std::clamp<std::int64_t>(d.getTimeMs(), -static_cast<std::int64_t>(MAX_DURATION_MS),
                                      static_cast<std::int64_t>(MAX_DURATION_MS));
         record.time = core::TimePoint(std::chrono::milliseconds(ms));
+        if (d.getOriginalExpiration().isMilliseconds())
+            record.originalExpiration = core::Milliseconds(static_cast<std::int64_t>(
+                std::min<std::uint64_t>(d.getOriginalExpiration().getMilliseconds(),
+                                        MAX_DURATION_MS))); // only shown, as the time
         out.push_back(std::move(record));
     }
     return out;
@@ -242,6 +246,9 @@ void toWire(const std::vector<core::DeathRecord>& deaths, capnp::List<wire::Deat
         d.setTimeMs(
             std::chrono::duration_cast<std::chrono::milliseconds>(record.time.time_since_epoch())
                 .count());
+        if (record.originalExpiration)
+            d.getOriginalExpiration().setMilliseconds(static_cast<std::uint64_t>(
+                std::max<std::int64_t>(0, record.originalExpiration->count())));
     }
 }
 

@@ -221,6 +221,10 @@ struct Death {
   exchange @3 :Text;
   routingKeys @4 :List(Text);
   timeMs @5 :Int64;             # the broker's clock, milliseconds (monotonic, not wall time)
+  originalExpiration :union {   # the message's own TTL when it died (x-death's
+    none @6 :Void;              # original-expiration); its copy has none
+    milliseconds @7 :UInt64;
+  }
 }
 
 struct Publish {

@@ -12,8 +12,8 @@
 // A message's TTL keeps counting from when it was first written.
 //
 // A stored message is Cap'n Proto's wire::Message without its body, packed, followed by the
-// body as it is (durable_messages.cpp has the layout); the unpacked form earlier versions wrote
-// is still read.
+// body as it is (stored_message.h has the layout); the unpacked form earlier versions wrote is
+// still read.
 
 #include "broker/core/broker.h"
 #include "broker/core/message_journal.h"

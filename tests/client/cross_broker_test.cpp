@@ -15,6 +15,7 @@
 
 using depot::client::Connection;
 using depot::client::Delivery;
+using depot::client::PublishOptions;
 using depot::client::QueueDeclareOptions;
 using depot::core::DeathReason;
 using depot::tests::eventually;
@@ -100,6 +101,21 @@ TEST_CASE("dead-lettering: x-death says which queue, why, from where and how oft
         REQUIRE(expired->deaths().size() == 1);
         CHECK(expired->deaths()[0].reason == DeathReason::EXPIRED);
         CHECK(expired->deaths()[0].queue == "short");
+        CHECK_FALSE(expired->deaths()[0].originalExpiration.has_value());
+
+        // Expired by its own TTL: x-death keeps that TTL (original-expiration), the copy has
+        // none.
+        connection->declareQueue("own", deadLettersTo("dead"));
+        PublishOptions ownTtl;
+        ownTtl.properties.expiration = std::chrono::milliseconds(1);
+        (void)connection->publishConfirmed("", "own", "its own time", ownTtl);
+        auto own = next(*connection, "dead");
+        REQUIRE(own);
+        CHECK(own->body() == "its own time");
+        REQUIRE(own->deaths().size() == 1);
+        CHECK(own->deaths()[0].reason == DeathReason::EXPIRED);
+        CHECK(own->deaths()[0].originalExpiration == std::chrono::milliseconds(1));
+        CHECK_FALSE(own->properties().expiration.has_value());
 
         // Pushed out by the length limit (drop-head).
         QueueDeclareOptions bounded = deadLettersTo("dead");

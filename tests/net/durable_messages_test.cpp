@@ -152,6 +152,7 @@ TEST_CASE("durable messages: every field of a stored message comes back after a 
     CHECK(dead->message->deaths[0].queue == "src");
     CHECK(dead->message->deaths[0].reason == core::DeathReason::REJECTED);
     CHECK(dead->message->deaths[0].routingKeys == std::vector<std::string>{"src"});
+    CHECK(dead->message->deaths[0].originalExpiration == properties.expiration);
 }
 
 // A data dir written by an earlier version holds messages in Cap'n Proto's unpacked stream
