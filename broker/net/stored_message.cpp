@@ -24,7 +24,6 @@ std::int64_t wallClockMillis() {
 namespace {
 
 using protocol::fromWire;
-using protocol::text;
 using protocol::toWire;
 using protocol::view;
 using protocol::wireText;
