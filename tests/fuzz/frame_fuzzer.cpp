@@ -2,7 +2,7 @@
 // stream into frames (FrameReader), read each Frame and every field the server reads, and
 // convert field tables and properties. Bad input must end in a clean error, never a crash, a
 // hang, or an unbounded allocation. Built only with clang (DEPOT_SANITIZE=ON); CI runs it for
-// a bounded time from the seed corpus in frame_corpus/.
+// a bounded time from a seed corpus generated from the schema (tests/CMakeLists.txt).
 
 #include "protocol/convert.h"
 #include "protocol/frame_reader.h"
