@@ -199,8 +199,12 @@ void MessageStore::recover(Recovered& recovered) {
             continue;
         }
         while (at < data.size()) {
-            if (data[at] == 0 && zeroTail(data, at))
-                break; // the zeros ahead of the records, never written over
+            if (data[at] == 0 && zeroTail(data, at)) {
+                // The zeros ahead of the records, never written over: the file is read-only
+                // from now on, so they go (nothing is lost if that is not durable).
+                (void)::ftruncate(segment->fd, static_cast<off_t>(at));
+                break;
+            }
             Reader header(data.data() + at, data.size() - at);
             const auto length = static_cast<std::uint32_t>(header.get(4));
             const auto checksum = static_cast<std::uint32_t>(header.get(4));

@@ -22,8 +22,9 @@
 // commits no metadata, where an append makes the filesystem commit the new length and blocks
 // each time (ext4 on this VM, 40 KB written and fdatasync'd 3,000 times: a median of 280-320
 // µs instead of 505, and a third less CPU). Zeros where a record header should be, and only
-// zeros after them, are the end of a segment's records. Best effort: where the zeros cannot be
-// written (a full disk), the records are appended as before.
+// zeros after them, are the end of a segment's records; recovery cuts them (appends go to a
+// new segment). Best effort: where the zeros cannot be written (a full disk), the records are
+// appended as before.
 //
 // Recovery reads every segment in order and rebuilds, per queue, the messages enqueued and not
 // acked, ordered by sequence. A record whose length runs past the end of the file or whose

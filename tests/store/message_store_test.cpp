@@ -204,10 +204,13 @@ TEST_CASE("store: the active segment runs ahead of its records in zeros, read as
         fillQueue(*store, 2); // written over the zeros
         CHECK(std::filesystem::file_size(file) == SEGMENT);
     }
+    const auto first = segmentFiles(dir).back();
     Recovered recovered;
     auto store = MessageStore::open(at(dir, SEGMENT), recovered);
     CHECK(recovered.problems.empty()); // the zeros are no torn tail
     CHECK(bodies(recovered, "q").size() == 5);
+    // Appends go to a new segment: the old one's zeros are cut.
+    CHECK(std::filesystem::file_size(first) == segmentRecordsEnd(first));
     // Past the segment size, a new segment; the first keeps no zeros past it.
     fillQueue(*store, 12'000);
     const auto files = segmentFiles(dir);
