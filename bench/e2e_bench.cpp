@@ -359,14 +359,26 @@ void writeSvg(const std::string& path, const std::vector<std::string>& scenarios
     out << "</svg>\n";
 }
 
+// What loopback TCP allows, and the RPC figures, for the JSON (the table prints them itself).
+struct Baselines {
+    double loopbackCeiling = 0;  // msgs/s
+    double relayCeiling = 0;     // msgs/s
+    std::vector<RoundTrips> rpc; // per target; empty when RPC did not run
+    RoundTrips rpcFloor;
+};
+
+std::string jsonRoundTrips(const RoundTrips& r) {
+    return "\"p50_us\": " + jsonNumber(r.p50) + ", \"p99_us\": " + jsonNumber(r.p99) +
+           ", \"p999_us\": " + jsonNumber(r.p999);
+}
+
 void writeJson(const std::string& path, const E2eOptions& options,
                const std::vector<std::string>& scenarios, const std::vector<Target>& targets,
-               const std::vector<std::vector<Outcome>>& results,
-               std::pair<double, double> loopback) {
+               const std::vector<std::vector<Outcome>>& results, const Baselines& baselines) {
     std::ofstream out(path);
     out << "{\n  \"benchmark\": \"e2e\",\n  \"messages\": " << options.messages
-        << ",\n  \"loopback_ceiling_per_second\": " << jsonNumber(loopback.first)
-        << ",\n  \"relay_ceiling_per_second\": " << jsonNumber(loopback.second)
+        << ",\n  \"loopback_ceiling_per_second\": " << jsonNumber(baselines.loopbackCeiling)
+        << ",\n  \"relay_ceiling_per_second\": " << jsonNumber(baselines.relayCeiling)
         << ",\n  \"body_bytes\": " << options.body << ",\n  \"targets\": [";
     for (std::size_t t = 0; t < targets.size(); ++t)
         out << (t ? ", " : "") << "{\"label\": " << jsonString(targets[t].label)
@@ -388,7 +400,14 @@ void writeJson(const std::string& path, const E2eOptions& options,
                 << ", \"complete\": " << (o.complete() ? "true" : "false") << "}";
             first = false;
         }
-    out << "\n  ]\n}\n";
+    out << "\n  ],\n  \"rpc\": [";
+    for (std::size_t t = 0; t < baselines.rpc.size(); ++t)
+        out << (t ? ", " : "") << "{\"target\": " << jsonString(targets[t].label) << ", "
+            << jsonRoundTrips(baselines.rpc[t]) << "}";
+    out << "]";
+    if (!baselines.rpc.empty())
+        out << ",\n  \"rpc_floor\": {" << jsonRoundTrips(baselines.rpcFloor) << "}";
+    out << "\n}\n";
 }
 
 // Runs every scenario against every target, interleaved (scenario by scenario), so that a burst
@@ -552,7 +571,8 @@ bool runE2e(const E2eOptions& given) {
         std::cout << "Persistent: every confirm waited for the broker's disk (depotd ran with "
                      "--data-dir); `depot-bench store` shows the disk's raw fsync rate.\n";
     if (!options.json.empty())
-        writeJson(options.json, options, names, targets, results, {ceiling.rate(), relay.rate()});
+        writeJson(options.json, options, names, targets, results,
+                  Baselines{ceiling.rate(), relay.rate(), calls, rpcFloor});
     if (!options.svg.empty())
         writeSvg(options.svg, names, targets, results);
     if (!complete)

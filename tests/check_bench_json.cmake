@@ -1,6 +1,7 @@
 # Checks a `depot-bench e2e --json` file: well-formed JSON, TARGETS targets, every result
-# complete (each target delivered every message of every scenario), and both loopback ceilings
-# measured. Speed is not checked.
+# complete (each target delivered every message of every scenario), both loopback ceilings
+# measured, and RPC figures for every target with the RPC floor when RPC ran. Speed is not
+# checked.
 # cmake -DFILE=results.json -DTARGETS=2 -P check_bench_json.cmake
 file(READ "${FILE}" json)
 string(JSON targets LENGTH "${json}" targets)
@@ -27,4 +28,11 @@ foreach(ceiling loopback_ceiling_per_second relay_ceiling_per_second)
     message(FATAL_ERROR "${FILE}: no ${ceiling}")
   endif()
 endforeach()
+string(JSON calls LENGTH "${json}" rpc)
+if(calls GREATER 0)
+  string(JSON floor GET "${json}" rpc_floor p50_us)
+  if(NOT calls EQUAL TARGETS OR NOT floor GREATER 0)
+    message(FATAL_ERROR "${FILE}: RPC figures for ${calls} targets, floor ${floor}")
+  endif()
+endif()
 message(STATUS "${FILE}: ${results} results from ${targets} targets, all complete")
