@@ -1,5 +1,6 @@
 #include "client/amqp_connection.h"
 
+#include "client/ack_coalescer.h"
 #include "client/amqp_codec.h"
 #include "client/dispatcher.h"
 #include "client/topology.h"
@@ -84,6 +85,11 @@ public:
           wakeFd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
         if (wakeFd_ < 0)
             throw Error(ErrorKind::CONNECTION_LOST, "eventfd failed: " + std::to_string(errno));
+        // Acks that handlers made in a batch leave when the batch is done (see settle).
+        dispatcher().onIdle([this] {
+            std::lock_guard lock(mutex_);
+            flushAcksLocked();
+        });
     }
 
     ~AmqpConnection() override {
@@ -108,6 +114,7 @@ public:
             return;
         {
             std::lock_guard lock(mutex_);
+            flushAcksLocked(); // acks held for the end of a batch: the broker would requeue
             if (conn_ != nullptr) {
                 // A broker that does not answer the close costs 2 s, not a request timeout.
                 timeval closeTimeout = toTimeval(std::min<std::chrono::milliseconds>(
@@ -283,6 +290,20 @@ public:
         std::lock_guard lock(mutex_);
         if (conn_ == nullptr || generation_[channel] != generation)
             return; // the broker requeued it when the channel or the link closed
+        AckCoalescer& acks = acks_[channel];
+        if (how == Settle::ACK && acks.ack(tag, multiple)) {
+            // Absorbed into the pending "ack multiple": a handler's acks go at the end of its
+            // batch (the dispatcher's idle hook) or after ACK_BATCH more, one basic.ack for
+            // them all; an ack from any other thread goes now.
+            if (!dispatcher().onDispatcherThread() || ++deferredAcks_ >= ACK_BATCH)
+                flushAcksLocked();
+            return;
+        }
+        if (how != Settle::ACK)
+            acks.settledOtherwise(tag, multiple);
+        flushAcksLocked(); // the acks made before this go before it
+        if (conn_ == nullptr)
+            return;
         int status = AMQP_STATUS_OK;
         switch (how) {
         case Settle::ACK:
@@ -297,6 +318,21 @@ public:
         }
         if (status != AMQP_STATUS_OK)
             linkDownLocked(amqp_error_string2(status));
+    }
+
+    // With mutex_ held: each channel's pending "ack multiple", if any, to the broker.
+    void flushAcksLocked() {
+        deferredAcks_ = 0;
+        for (amqp_channel_t channel : {CONTROL, CONSUME}) {
+            const std::uint64_t upTo = acks_[channel].takePending();
+            if (upTo == 0 || conn_ == nullptr)
+                continue;
+            if (const int status = amqp_basic_ack(conn_, channel, upTo, true);
+                status != AMQP_STATUS_OK) {
+                linkDownLocked(amqp_error_string2(status));
+                return;
+            }
+        }
     }
 
 protected:
@@ -543,6 +579,8 @@ private:
             check(reply, channel); // throws
             return std::nullopt;
         }
+        if (needsAck)
+            acks_[channel].delivered(tag);
         Delivery delivery(links_[channel], std::move(consumerTag), tag, redelivered,
                           std::move(exchange), std::move(routingKey),
                           amqp::decodeProperties(message.properties),
@@ -853,6 +891,7 @@ private:
     void newGeneration(amqp_channel_t channel) {
         links_[channel] =
             std::make_shared<AmqpAckLink>(weak_from_this(), channel, ++generation_[channel]);
+        acks_[channel].reset();
     }
 
     // After the link broke: connect, declare again what this connection declared, and restart
@@ -912,6 +951,10 @@ private:
     std::string downReason_ = "not connected yet";
     std::uint64_t generation_[CONSUME + 1] = {};
     std::shared_ptr<AmqpAckLink> links_[CONSUME + 1];
+    // Deliveries that need an ack, by channel: acks in delivery order share one basic.ack with
+    // multiple set, as over depot:// (AckCoalescer).
+    AckCoalescer acks_[CONSUME + 1];
+    std::size_t deferredAcks_ = 0; // handlers' acks absorbed since the last flush
     std::uint64_t publishSeq_ = 0;
     bool returnedBeforeAck_ = false;
     std::map<std::uint64_t, ConfirmCallback> confirms_; // by publish sequence number

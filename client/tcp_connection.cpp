@@ -42,11 +42,6 @@ constexpr std::size_t SCRATCH_WORDS = 1024;
 // writes them): a request or a reply is one or two.
 constexpr std::size_t MAX_INLINE_RANGES = 16;
 constexpr std::chrono::milliseconds FIRST_BACKOFF{100};
-// A handler's acks wait for the end of its batch (the dispatcher's idle hook), but at most this
-// many, for a consumer whose deliveries never pause (no prefetch limit). Measured with prefetch
-// 100: acking at the end of each batch beat acking every 32 or 64 (fewer, larger writes both
-// ways; on this VM a loopback write costs several microseconds of system time).
-constexpr std::size_t ACK_BATCH = 256;
 // A publisher waits while this much is queued for the socket and not yet written: the broker
 // (or the network) sets the pace, and the client's memory stays bounded. Small, so that what
 // the kernel copies was just written and is still in the CPU's cache: with 8 MiB a publisher
