@@ -694,8 +694,10 @@ private:
                 return;
             if (it != consumers_.end())
                 it->second->handler([&](Delivery& out) { out = std::move(*delivery); });
-            else if (needsAck) // sent before the cancel took effect: back to the queue
+            else if (needsAck) { // sent before the cancel took effect: back to the queue
+                acks_[channel].settledOtherwise(deliveryTag, false);
                 (void)amqp_basic_reject(conn_, channel, deliveryTag, 1);
+            }
             return;
         }
         case AMQP_BASIC_RETURN_METHOD: {
