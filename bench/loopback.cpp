@@ -81,6 +81,16 @@ asio::error_code forward(tcp::socket& in, tcp::socket& out, std::size_t bytes) {
     return error;
 }
 
+// One message of buffer's size read whole from `from` and written to `to` (the same socket for
+// an echo); nothing once `error` is set.
+void passOn(tcp::socket& from, tcp::socket& to, std::vector<char>& buffer,
+            asio::error_code& error) {
+    if (!error)
+        asio::read(from, asio::buffer(buffer), error);
+    if (!error)
+        asio::write(to, asio::buffer(buffer), error);
+}
+
 void check(asio::error_code error) {
     if (error)
         throw std::runtime_error("loopback measurement failed: " + error.message());
@@ -126,13 +136,8 @@ RoundTrips relayRoundTrips(std::size_t messageBytes, std::size_t calls) {
         std::vector<char> buffer(messageBytes);
         asio::error_code error;
         for (std::size_t i = 0; i < total && !error; ++i) {
-            asio::read(a, asio::buffer(buffer), error);
-            if (!error)
-                asio::write(b, asio::buffer(buffer), error);
-            if (!error)
-                asio::read(b, asio::buffer(buffer), error);
-            if (!error)
-                asio::write(a, asio::buffer(buffer), error);
+            passOn(a, b, buffer, error); // the request
+            passOn(b, a, buffer, error); // its answer
         }
         if (error)
             closeAll({&a, &b});
@@ -140,11 +145,8 @@ RoundTrips relayRoundTrips(std::size_t messageBytes, std::size_t calls) {
     std::thread responder([&echo = echo, messageBytes, total] {
         std::vector<char> buffer(messageBytes);
         asio::error_code error;
-        for (std::size_t i = 0; i < total && !error; ++i) {
-            asio::read(echo, asio::buffer(buffer), error);
-            if (!error)
-                asio::write(echo, asio::buffer(buffer), error);
-        }
+        for (std::size_t i = 0; i < total && !error; ++i)
+            passOn(echo, echo, buffer, error);
         if (error)
             closeAll({&echo});
     });

@@ -280,8 +280,9 @@ Consumer Connection::consume(std::string_view queue, Handler handler,
                                                           delivery.consumerTag() +
                                                           "' threw: " + describeFailure(failure)));
                 }
-                if (DeliveryFields(delivery).body().capacity() > Mailbox::KEPT_BODY_BYTES)
-                    DeliveryFields(delivery).body() = std::string();
+                if (std::string& body = DeliveryFields(delivery).body();
+                    body.capacity() > Mailbox::KEPT_BODY_BYTES)
+                    body = std::string(); // too large to keep for reuse
             }
             if (batch.size() > Mailbox::KEPT_DELIVERIES)
                 batch.resize(Mailbox::KEPT_DELIVERIES);

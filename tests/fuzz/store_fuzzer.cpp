@@ -14,6 +14,7 @@
 
 #include "broker/store/crc32c.h"
 #include "broker/store/message_store.h"
+#include "tests/fuzz/fuzz_input.h"
 
 #include <algorithm>
 #include <cstdint>
@@ -31,29 +32,7 @@ namespace {
 
 using depot::store::MessageStore;
 using depot::store::Recovered;
-
-class Input {
-public:
-    Input(const std::uint8_t* data, std::size_t size) : p_(data), left_(size) {}
-    bool empty() const { return left_ == 0; }
-    std::uint8_t byte() {
-        if (left_ == 0)
-            return 0;
-        --left_;
-        return *p_++;
-    }
-    std::string bytes(std::size_t n) {
-        n = std::min(n, left_);
-        std::string out(reinterpret_cast<const char*>(p_), n);
-        p_ += n;
-        left_ -= n;
-        return out;
-    }
-
-private:
-    const std::uint8_t* p_;
-    std::size_t left_;
-};
+using depot::tests::FuzzInput;
 
 void put(std::string& out, std::uint64_t v, int bytes) {
     for (int i = 0; i < bytes; ++i)
@@ -79,7 +58,7 @@ std::string record(std::uint8_t type, const std::string& payload, std::uint32_t 
 // Message ids are unique and sequences unique per queue, as the store writes them (a
 // compaction's copy keeps both); enqueues and acks refer to messages written earlier, or now and
 // then to one never written.
-std::vector<std::string> segmentsFrom(Input& in) {
+std::vector<std::string> segmentsFrom(FuzzInput& in) {
     std::vector<std::string> segments;
     std::string current;
     auto startSegment = [&](bool badHeader) {
@@ -171,7 +150,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     static const std::filesystem::path dir = workDir();
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
-    Input in(data, size);
+    FuzzInput in(data, size);
     const std::vector<std::string> segments = segmentsFrom(in);
     for (std::size_t i = 0; i < segments.size(); ++i) {
         char file[16];

@@ -10,6 +10,7 @@
 // bytes cut short. Built only with clang (DEPOT_SANITIZE=ON); CI runs it for a bounded time.
 
 #include "broker/net/stored_message.h"
+#include "tests/fuzz/fuzz_input.h"
 
 #include <cstdint>
 #include <cstdlib>
@@ -22,55 +23,33 @@ using depot::core::DeathRecord;
 using depot::core::DeliveryMode;
 using depot::core::Message;
 using depot::core::Properties;
+using depot::tests::FuzzInput;
 
-class Input {
-public:
-    Input(const std::uint8_t* data, std::size_t size) : p_(data), left_(size) {}
-    std::uint8_t byte() {
-        if (left_ == 0)
-            return 0;
-        --left_;
-        return *p_++;
-    }
-    std::string text() {
-        std::size_t n = byte() % 24;
-        n = n < left_ ? n : left_;
-        std::string out(reinterpret_cast<const char*>(p_), n);
-        p_ += n;
-        left_ -= n;
-        return out;
-    }
-    std::string rest() {
-        std::string out(reinterpret_cast<const char*>(p_), left_);
-        left_ = 0;
-        return out;
-    }
-
-private:
-    const std::uint8_t* p_;
-    std::size_t left_;
-};
+// Texts of up to 23 bytes.
+std::string text(FuzzInput& in) {
+    return in.bytes(in.byte() % 24);
+}
 
 void read(std::string_view bytes) {
     (void)depot::net::decodeStoredMessage(bytes);
     (void)depot::net::summarizeStoredMessage(bytes);
 }
 
-Message messageFrom(Input& in) {
+Message messageFrom(FuzzInput& in) {
     Message m;
-    m.exchange = in.text();
-    m.routingKey = in.text();
+    m.exchange = text(in);
+    m.routingKey = text(in);
     Properties p;
     for (std::size_t i = 0; i < depot::core::TEXT_PROPERTY_COUNT; ++i)
         if (in.byte() % 2 == 1)
-            p.text(static_cast<depot::core::TextProperty>(i)) = in.text();
+            p.text(static_cast<depot::core::TextProperty>(i)) = text(in);
     if (in.byte() % 2 == 1)
         p.expiration = depot::core::Milliseconds(in.byte() * 1000);
     p.deliveryMode = in.byte() % 2 == 0 ? DeliveryMode::TRANSIENT : DeliveryMode::PERSISTENT;
     p.priority = in.byte();
     p.timestamp = static_cast<std::int8_t>(in.byte()) * 1'000'000;
     for (int i = in.byte() % 4; i > 0; --i) {
-        const std::string name = in.text();
+        const std::string name = text(in);
         switch (in.byte() % 5) {
         case 0:
             p.headers.set(name, std::monostate{});
@@ -85,18 +64,18 @@ Message messageFrom(Input& in) {
             p.headers.set(name, in.byte() / 7.0);
             break;
         default:
-            p.headers.set(name, in.text());
+            p.headers.set(name, text(in));
             break;
         }
     }
     m.properties = depot::core::PackedProperties(p);
     for (int i = in.byte() % 3; i > 0; --i) {
         DeathRecord d;
-        d.queue = in.text();
+        d.queue = text(in);
         d.reason = static_cast<DeathReason>(in.byte() % 3);
         d.count = in.byte() + 1;
-        d.exchange = in.text();
-        d.routingKeys = {in.text()};
+        d.exchange = text(in);
+        d.routingKeys = {text(in)};
         if (in.byte() % 2 == 1)
             d.originalExpiration = depot::core::Milliseconds(in.byte());
         m.deaths.push_back(d);
@@ -130,7 +109,7 @@ bool same(const Message& a, const Message& b) {
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-    Input in(data, size);
+    FuzzInput in(data, size);
     const std::uint8_t mode = in.byte();
     if (mode % 2 == 0) {
         read(in.rest());
