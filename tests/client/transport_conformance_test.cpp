@@ -519,6 +519,53 @@ TEST_CASE("a mandatory message that routes nowhere comes back to onReturn") {
     });
 }
 
+// Over amqp:// fire-and-forget publishes are buffered and written in batches, and the publish
+// channel enters confirm mode at the first publish that asks for a confirm: neither may reorder
+// what the application published, nor make a confirm answer for the wrong publish.
+TEST_CASE("publishes reach their queue in the order made, confirmed or not") {
+    forEachUrl([](const std::string& url) {
+        Inbox<Delivery> inbox;
+        Inbox<ReturnedMessage> returned;
+        auto connection = Connection::open(url);
+        connection->onReturn([&returned](const ReturnedMessage& m) { returned.push(m); });
+        connection->declareQueue("ordered");
+        connection->declareQueue("bounded", refusingPast150());
+        std::vector<std::string> sent;
+        auto publish = [&](bool confirmed) {
+            const std::string body = "m" + std::to_string(sent.size());
+            if (confirmed)
+                CHECK(connection->publishConfirmed("", "ordered", body).ack);
+            else
+                connection->publish("", "ordered", body);
+            sent.push_back(body);
+        };
+        PublishOptions mandatory;
+        mandatory.mandatory = true;
+        connection->publish("", "nowhere", "back", mandatory); // returned, never confirmed
+        for (int i = 0; i < 500; ++i)
+            publish(false);
+        // The first confirms: counted from here, not from the publishes before them.
+        for (int i = 0; i < 150; ++i)
+            REQUIRE(connection->publishConfirmed("", "bounded", "in").ack);
+        CHECK_FALSE(connection->publishConfirmed("", "bounded", "refused").ack);
+        REQUIRE(returned.waitFor(1));
+        publish(true); // not "returned": that was the unconfirmed one's
+        for (int i = 0; i < 1000; ++i)
+            publish(i % 7 == 0);
+        const auto last = connection->publishConfirmed("", "ordered", "last");
+        CHECK(last.ack);
+        CHECK_FALSE(last.returned);
+        sent.push_back("last");
+
+        Consumer consumer = connection->consume("ordered", ackingInto(inbox));
+        REQUIRE(inbox.waitFor(sent.size()));
+        std::vector<std::string> received;
+        for (std::size_t i = 0; i < sent.size(); ++i)
+            received.push_back(inbox.at(i).body());
+        CHECK(received == sent);
+    });
+}
+
 TEST_CASE("publishConfirmed counts the queues reached, and a full queue nacks") {
     forEachUrl([](const std::string& url) {
         auto connection = Connection::open(url);
