@@ -2,7 +2,9 @@
 
 #include "bench/e2e_peer.h"
 #include "bench/local_depotd.h"
+#include "bench/local_nats.h"
 #include "bench/loopback.h"
+#include "bench/nats_client.h"
 #include "bench/report.h"
 #include "client/connection.h"
 #include "client/url.h"
@@ -72,14 +74,26 @@ struct Outcome {
     std::string note;
     std::size_t expected = 0; // what should have been delivered; 0 = as many as `messages`
     bool failed = false;      // a publisher or consumer process failed (it said why on stderr)
+    bool unsupported = false; // the target has no such thing (nats-server: acks, confirms, ...)
     // CPU time (user + system) of the publisher and consumer processes, and of a local depotd
     // during the scenario; 0 where not measured (a scenario run in this process, a remote broker).
     double publisherCpu = 0;
     double consumerCpu = 0;
     double brokerCpu = 0;
     double rate() const { return seconds > 0 ? static_cast<double>(messages) / seconds : 0; }
-    bool complete() const { return !failed && (expected == 0 || messages >= expected); }
+    bool complete() const {
+        return unsupported || (!failed && (expected == 0 || messages >= expected));
+    }
 };
+
+// What core NATS has no equivalent for: acks, confirms, persistence, AMQP's topic routing to
+// queues (a NATS subscriber gets a message once per matching subscription).
+Outcome unsupportedOnNats() {
+    Outcome o;
+    o.unsupported = true;
+    o.note = "n/a on nats-server (core NATS has no queues, acks or confirms)";
+    return o;
+}
 
 // Each scenario below runs its publisher and its consumer as processes of their own (see
 // e2e_peer.h), after this process declared what they use; the time runs from the first publish
@@ -106,7 +120,9 @@ Outcome fromPeers(const std::string& scenario, const PeerOutcome& p, const E2eOp
 // One publisher process, one consumer process, N messages.
 Outcome oneToOne(const std::string& url, const E2eOptions& options, bool acks) {
     const std::string queue = acks ? "bench.e2e.acks" : "bench.e2e.noack";
-    {
+    if (isNatsUrl(url) && acks)
+        return unsupportedOnNats();
+    if (!isNatsUrl(url)) { // over NATS the queue's name is the subject, subscribed to
         auto setup = client::Connection::open(url);
         setup->declareQueue(queue);
         setup->purge(queue);
@@ -124,6 +140,8 @@ Outcome oneToOne(const std::string& url, const E2eOptions& options, bool acks) {
 // Four publisher connections (a thread each) into one queue, four competing consumer
 // connections with acks (prefetch 100): the work-queue pattern; a process for each side.
 Outcome fourToFour(const std::string& url, const E2eOptions& options) {
+    if (isNatsUrl(url))
+        return unsupportedOnNats();
     constexpr std::size_t N = 4;
     const std::string queue = "bench.e2e.work";
     {
@@ -141,11 +159,15 @@ Outcome fourToFour(const std::string& url, const E2eOptions& options) {
 }
 
 // One publisher, a fanout exchange bound to ten queues, a consumer (no acks) on each: every
-// message is delivered ten times; the rate counts deliveries.
+// message is delivered ten times; the rate counts deliveries. Over NATS: ten subscriptions to
+// one subject.
 Outcome fanoutTen(const std::string& url, const E2eOptions& options) {
     constexpr std::size_t QUEUES = 10;
     std::vector<std::string> consume;
-    {
+    if (isNatsUrl(url)) {
+        for (std::size_t i = 0; i < QUEUES; ++i)
+            consume.insert(consume.end(), {"--queue", "bench.e2e.fanout"});
+    } else {
         auto setup = client::Connection::open(url);
         setup->declareExchange("bench.e2e.fanout", client::ExchangeType::FANOUT);
         for (std::size_t i = 0; i < QUEUES; ++i) {
@@ -159,8 +181,9 @@ Outcome fanoutTen(const std::string& url, const E2eOptions& options) {
     const std::size_t published = std::max<std::size_t>(1, options.messages / QUEUES);
     const PeerOutcome p = runPeers(peerArgs(url, published * QUEUES, consume),
                                    peerArgs(url, published,
-                                            {"--exchange", "bench.e2e.fanout", "--key", "any",
-                                             "--body", std::to_string(options.body)}));
+                                            {"--exchange", "bench.e2e.fanout", "--key",
+                                             isNatsUrl(url) ? "bench.e2e.fanout" : "any", "--body",
+                                             std::to_string(options.body)}));
     return fromPeers("fanout to 10 queues, no acks (deliveries)", p, options, published * QUEUES);
 }
 
@@ -168,6 +191,8 @@ Outcome fanoutTen(const std::string& url, const E2eOptions& options) {
 // consumer (no acks) on every queue; each key matches one binding. RabbitMQ's topic routing
 // slows with many bindings (RABBITMQ-FACTS.md); the rate counts deliveries.
 Outcome topicThousand(const std::string& url, const E2eOptions& options) {
+    if (isNatsUrl(url))
+        return unsupportedOnNats();
     constexpr std::size_t QUEUES = 100, PER_QUEUE = 10;
     const std::string exchange = "bench.e2e.topic";
     std::vector<std::string> consume;
@@ -200,6 +225,8 @@ Outcome topicThousand(const std::string& url, const E2eOptions& options) {
 // and one consumer with acks. The broker writes them to disk and confirms after the fsync that
 // covers them (group commit).
 Outcome persistentConfirmed(const std::string& url, const E2eOptions& options) {
+    if (isNatsUrl(url))
+        return unsupportedOnNats();
     const std::string queue = "bench.e2e.persistent";
     {
         auto setup = client::Connection::open(url);
@@ -223,6 +250,8 @@ Outcome persistentConfirmed(const std::string& url, const E2eOptions& options) {
 }
 
 Outcome confirmed(const std::string& url, const E2eOptions& options) {
+    if (isNatsUrl(url))
+        return unsupportedOnNats();
     auto connection = client::Connection::open(url);
     connection->declareQueue("bench.e2e.confirm");
     const std::string body(options.body, 'x');
@@ -234,7 +263,58 @@ Outcome confirmed(const std::string& url, const E2eOptions& options) {
                    static_cast<double>(options.body) + 96, "sequential: latency-bound"};
 }
 
+// NATS's request-reply: a responder thread answers on the request's reply subject, the caller
+// waits on an inbox subject of its own; a connection each.
+RoundTrips natsRpc(const std::string& url, const E2eOptions& options) {
+    NatsClient server(url);
+    server.subscribe("bench.rpc", 1);
+    server.ping();
+    std::atomic<bool> stop{false};
+    std::string failure;
+    std::thread responder([&] {
+        try {
+            while (!stop)
+                (void)server.receive(
+                    [&](const NatsClient::Message& m) {
+                        server.publish(m.replyTo, "", m.payload);
+                        server.flush();
+                    },
+                    [&] { return stop.load(); }, std::chrono::milliseconds(100));
+        } catch (const std::exception& e) {
+            failure = e.what();
+        }
+    });
+    struct Join {
+        std::atomic<bool>& stop;
+        std::thread& t;
+        ~Join() {
+            stop = true;
+            t.join();
+        }
+    } join{stop, responder};
+    NatsClient caller(url);
+    caller.subscribe("_INBOX.bench", 1);
+    caller.ping();
+    const std::string body(options.body, 'x');
+    std::vector<double> micros;
+    micros.reserve(options.rpcCalls);
+    for (std::size_t i = 0; i < options.rpcCalls; ++i) {
+        const auto start = Clock::now();
+        caller.publish("bench.rpc", "_INBOX.bench", body);
+        caller.flush();
+        bool answered = false;
+        if (!caller.receive([&](const NatsClient::Message&) { answered = true; },
+                            [&] { return answered; }, std::chrono::seconds(5)))
+            throw std::runtime_error("nats: no reply in 5 s" +
+                                     (failure.empty() ? "" : " (responder: " + failure + ")"));
+        micros.push_back(secondsSince(start) * 1e6);
+    }
+    return percentiles(std::move(micros));
+}
+
 RoundTrips rpc(const std::string& url, const E2eOptions& options) {
+    if (isNatsUrl(url))
+        return natsRpc(url, options);
     auto server = client::Connection::open(url);
     auto caller = client::Connection::open(url);
     server->declareQueue("bench.rpc");
@@ -298,6 +378,11 @@ struct Target {
     std::string label;
     std::string url;
     std::unique_ptr<LocalDepotd> local;
+    std::unique_ptr<LocalNats> nats; // `nats`: a nats-server started here
+    pid_t pid() const { return local ? local->pid() : nats ? nats->pid() : -1; }
+    std::string shownUrl() const { // without a password
+        return isNatsUrl(url) ? url : client::BrokerUrl::parse(url).redacted();
+    }
 };
 
 Target openTarget(const std::string& spec, bool persistent) {
@@ -308,7 +393,17 @@ Target openTarget(const std::string& spec, bool persistent) {
         target.label = "depotd";
         return target;
     }
+    if (spec == "nats") {
+        target.nats = std::make_unique<LocalNats>();
+        target.url = target.nats->url();
+        target.label = "nats-server";
+        return target;
+    }
     target.url = spec;
+    if (isNatsUrl(spec)) {
+        target.label = "nats " + spec.substr(7);
+        return target;
+    }
     if (spec.front() == '@') {
         std::ifstream in(spec.substr(1));
         if (!(in >> target.url))
@@ -353,7 +448,7 @@ void writeSvg(const std::string& path, const std::vector<std::string>& scenarios
             out << "<rect x=\"" << labelWidth << "\" y=\"" << y << "\" width=\"" << width
                 << "\" height=\"" << barHeight << "\" fill=\"" << colours[t % 4] << "\"/>";
             out << "<text x=\"" << labelWidth + width + 6 << "\" y=\"" << y + barHeight - 5 << "\">"
-                << formatSi(rate) << "/s</text>\n";
+                << (results[s][t].unsupported ? "n/a" : formatSi(rate) + "/s") << "</text>\n";
         }
     }
     out << "</svg>\n";
@@ -382,13 +477,14 @@ void writeJson(const std::string& path, const E2eOptions& options,
         << ",\n  \"body_bytes\": " << options.body << ",\n  \"targets\": [";
     for (std::size_t t = 0; t < targets.size(); ++t)
         out << (t ? ", " : "") << "{\"label\": " << jsonString(targets[t].label)
-            << ", \"url\": " << jsonString(client::BrokerUrl::parse(targets[t].url).redacted())
-            << "}";
+            << ", \"url\": " << jsonString(targets[t].shownUrl()) << "}";
     out << "],\n  \"results\": [\n";
     bool first = true;
     for (std::size_t s = 0; s < scenarios.size(); ++s)
         for (std::size_t t = 0; t < results[s].size(); ++t) {
             const Outcome& o = results[s][t];
+            if (o.unsupported)
+                continue;
             out << (first ? "" : ",\n") << "    {\"scenario\": " << jsonString(scenarios[s])
                 << ", \"target\": " << jsonString(targets[t].label)
                 << ", \"messages\": " << o.messages << ", \"expected\": " << o.expected
@@ -455,7 +551,7 @@ bool runE2e(const E2eOptions& given) {
     std::cerr << options.messages << " messages of " << options.body << " bytes per scenario; "
               << "targets:";
     for (const Target& t : targets)
-        std::cerr << " " << t.label << " (" << client::BrokerUrl::parse(t.url).redacted() << ")";
+        std::cerr << " " << t.label << " (" << t.shownUrl() << ")";
     std::cerr << "\n";
 
     const bool rpcRuns = !options.persistent && options.only.empty();
@@ -476,7 +572,7 @@ bool runE2e(const E2eOptions& given) {
         names.push_back(name);
         results.emplace_back();
         for (const Target& target : targets) {
-            const pid_t broker = target.local ? target.local->pid() : -1;
+            const pid_t broker = target.pid();
             const double brokerBefore = broker > 0 ? processCpuSeconds(broker) : 0;
             Outcome o = scenario(target.url, options);
             o.scenario = name;
@@ -484,7 +580,8 @@ bool runE2e(const E2eOptions& given) {
                 o.brokerCpu = processCpuSeconds(broker) - brokerBefore;
             if (const std::string cpu = cpuNote(o); !cpu.empty())
                 o.note += (o.note.empty() ? "" : "; ") + cpu;
-            progress(name + " on " + target.label + ": " + formatSi(o.rate()) + " msg/s" +
+            progress(name + " on " + target.label + ": " +
+                     (o.unsupported ? "n/a" : formatSi(o.rate()) + " msg/s") +
                      (o.complete() ? "" : " (INCOMPLETE)"));
             complete = complete && o.complete();
             results.back().push_back(std::move(o));
@@ -532,16 +629,20 @@ bool runE2e(const E2eOptions& given) {
         std::string note;
         for (std::size_t t = 0; t < targets.size(); ++t) {
             const Outcome& o = results[s][t];
-            row.push_back(formatSi(o.rate()) + (o.complete() ? "" : " (incomplete)"));
+            const bool comparable = !o.unsupported && !results[s][0].unsupported;
+            row.push_back(
+                o.unsupported ? "n/a" : formatSi(o.rate()) + (o.complete() ? "" : " (incomplete)"));
             if (t > 0)
-                row.push_back(formatRatio(o.rate() / results[s][0].rate()));
+                row.push_back(comparable ? formatRatio(o.rate() / results[s][0].rate()) : "");
             if (!o.note.empty() && o.note != results[s][0].note)
                 note += (note.empty() ? "" : "; ") + targets[t].label + ": " + o.note;
             else if (t == 0)
                 note = o.note;
         }
         if (targets.size() == 1)
-            row.push_back(formatRatio(results[s][0].rate() / ceiling.rate()));
+            row.push_back(results[s][0].unsupported
+                              ? ""
+                              : formatRatio(results[s][0].rate() / ceiling.rate()));
         row.push_back(note);
         table.addRow(row);
     }
@@ -594,12 +695,15 @@ void addE2eCommand(CLI::App& app) {
                "and RPC round trips through that relay, with the CPU time per delivery of the "
                "publisher, the consumer and a "
                "local depotd. Starts depotd (next to depot-bench) unless --target or --compare "
-               "name brokers; --compare local @rabbitmq/url compares Depot with RabbitMQ. Exits "
-               "1 if a target did not deliver every message.");
+               "name brokers; --compare local @rabbitmq/url compares Depot with RabbitMQ, "
+               "--compare local nats with a nats-server started here (core NATS: 1 -> 1 without "
+               "acks, fanout and RPC; n/a for the rest). Exits 1 if a target did not deliver "
+               "every message.");
     e2e->add_option("--target", options->target,
-                    "where to run: a broker URL (depot://... or amqp://... for RabbitMQ), "
-                    "`local` (a depotd started here, the default) or @FILE (the URL in FILE, "
-                    "e.g. the one scripts/rabbitmq-node.sh writes)");
+                    "where to run: a broker URL (depot://..., amqp://... for RabbitMQ, "
+                    "nats://HOST:PORT for a nats-server), `local` (a depotd started here, the "
+                    "default), `nats` (a nats-server started here, Debian's nats-server) or "
+                    "@FILE (the URL in FILE, e.g. the one scripts/rabbitmq-node.sh writes)");
     e2e->add_option("--compare", options->compare,
                     "several targets (as --target) in one run, scenario by scenario, in one "
                     "table with each figure's ratio to the first target")

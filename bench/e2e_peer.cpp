@@ -1,6 +1,7 @@
 #include "bench/e2e_peer.h"
 
 #include "bench/confirm_window.h"
+#include "bench/nats_client.h"
 #include "client/connection.h"
 
 #include <fcntl.h>
@@ -52,7 +53,48 @@ struct PeerOptions {
     std::size_t inFlight = 1000;
 };
 
+// Over nats:// (the nats-server baseline): one connection subscribes to each --queue as a
+// subject, as often as it is named (fanout: every subscription gets every message).
+int natsConsume(const PeerOptions& o) {
+    NatsClient nats(o.url);
+    for (std::size_t i = 0; i < o.queues.size(); ++i)
+        nats.subscribe(o.queues[i], static_cast<int>(i + 1));
+    nats.ping(); // subscribed
+    std::cout << "ready" << std::endl;
+    std::size_t received = 0;
+    std::int64_t lastNanos = 0;
+    const bool finished = nats.receive(
+        [&](const NatsClient::Message&) {
+            if (++received == o.count)
+                lastNanos = nowNanos();
+        },
+        [&] { return received >= o.count; }, std::chrono::seconds(30));
+    std::cout << "received " << received << " " << lastNanos << std::endl;
+    return finished ? 0 : 1;
+}
+
+// Over nats://: message i goes to the subject keys[(i * 7919) % size], from one connection.
+int natsPublish(const PeerOptions& o) {
+    if (o.connections != 1 || o.persistent)
+        throw std::runtime_error("nats: one connection, no persistence");
+    const std::string body(o.body, 'x');
+    NatsClient nats(o.url);
+    const std::int64_t startNanos = nowNanos();
+    for (std::size_t i = 0; i < o.count; ++i)
+        nats.publish(o.keys[(i * 7919) % o.keys.size()], "", body);
+    nats.ping(); // written, and taken in by the server
+    const double publishedSeconds = static_cast<double>(nowNanos() - startNanos) / 1e9;
+    std::cout << "started " << startNanos << "\n"
+              << "published " << o.count << " nacked 0 in " << publishedSeconds << std::endl;
+    char sink[64];
+    while (::read(STDIN_FILENO, sink, sizeof sink) > 0) {
+    }
+    return 0;
+}
+
 int consume(const PeerOptions& o) {
+    if (isNatsUrl(o.url))
+        return natsConsume(o);
     std::mutex mutex;
     std::condition_variable done;
     std::size_t received = 0;
@@ -90,6 +132,8 @@ int consume(const PeerOptions& o) {
 }
 
 int publish(const PeerOptions& o) {
+    if (isNatsUrl(o.url))
+        return natsPublish(o);
     const std::string body(o.body, 'x');
     std::vector<std::shared_ptr<client::Connection>> connections;
     for (std::size_t c = 0; c < o.connections; ++c)

@@ -1,8 +1,8 @@
 #include "bench/local_depotd.h"
 
-#include <fcntl.h>
+#include "bench/spawn_logged.h"
+
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,8 +13,6 @@
 #include <stdexcept>
 #include <thread>
 #include <vector>
-
-extern char** environ;
 
 namespace depot::bench {
 
@@ -43,20 +41,8 @@ LocalDepotd::LocalDepotd(bool onDisk, std::string dataDir) {
     } else {
         args.push_back("--in-memory");
     }
-    std::vector<char*> argv;
-    for (std::string& a : args)
-        argv.push_back(a.data());
-    argv.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
     const std::string log = dir_ + "/depotd.log";
-    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    posix_spawn_file_actions_adddup2(&actions, 1, 2);
-    const int spawned =
-        posix_spawn(&pid_, program.c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    if (spawned != 0)
-        throw std::runtime_error("cannot start " + program);
+    pid_ = spawnLogged(std::move(args), log);
     // Generous: a restart recovers its whole backlog before it listens.
     for (int i = 0; i < 24000; ++i) {
         std::ifstream in(portFile);

@@ -11,6 +11,8 @@ packages=(cmake g++ clang ninja-build make git clang-format
           # amqp://: the client's AMQP 0-9-1 transport (rabbitmq-c), and a real RabbitMQ that
           # the tests start on loopback (see scripts/rabbitmq-node.sh)
           librabbitmq-dev rabbitmq-server
+          # the baseline `depot-bench e2e --compare local nats` measures, and its smoke test
+          nats-server
           # clang's ASan/UBSan runtime: only a Recommends of clang-14 on Debian 12, and we
           # install without recommends, so name it or the sanitizer build cannot link.
           libclang-rt-14-dev)
@@ -30,9 +32,10 @@ fi
 echo "depot: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# Debian's rabbitmq-server starts a system node on every interface when installed. The tests
-# start their own on loopback (scripts/rabbitmq-node.sh): tell the package not to start one
-# (policy-rc.d exit 101 = "not allowed"), unless the machine already has a policy.
+# Debian's rabbitmq-server and nats-server start a system service on every interface when
+# installed. The tests start their own on loopback (scripts/rabbitmq-node.sh, bench/local_nats.h):
+# tell the packages not to start one (policy-rc.d exit 101 = "not allowed"), unless the machine
+# already has a policy.
 policy=/usr/sbin/policy-rc.d
 own_policy=0
 if [[ ! -e $policy ]]; then
