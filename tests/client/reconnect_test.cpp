@@ -113,6 +113,9 @@ TEST_CASE(
         ++received;
         d.ack();
     });
+    // Its publish channel in confirm mode before the break: a new link starts without it.
+    CHECK(connection->publishConfirmed("events", "parcel.before", "0").ack);
+    REQUIRE(tests::eventually([&] { return received.load() == 1; }));
 
     proxy.cut();
     REQUIRE(tests::eventually([&] { return events.count(ConnectionEvent::DISCONNECTED) == 1; }));
@@ -126,6 +129,13 @@ TEST_CASE(
         publisher->publishConfirmed("events", "parcel.eu.1", "hi", mandatory);
     CHECK(confirmation.ack);
     CHECK_FALSE(confirmation.returned); // the new exclusive queue is bound
-    CHECK(tests::eventually([&] { return received.load() == 1; }));
+    CHECK(tests::eventually([&] { return received.load() == 2; }));
     CHECK(connection->declareQueue("after").name == "after");
+
+    // The reconnected connection publishes again, unconfirmed and confirmed, from its own
+    // channel's fresh count.
+    connection->publish("events", "parcel.after.1", "3");
+    const Confirmation again = connection->publishConfirmed("events", "parcel.after.2", "4");
+    CHECK(again.ack);
+    CHECK(tests::eventually([&] { return received.load() == 4; }));
 }
