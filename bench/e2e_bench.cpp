@@ -287,9 +287,11 @@ RoundTrips natsRpc(const std::string& url, const E2eOptions& options) {
     struct Join {
         std::atomic<bool>& stop;
         std::thread& t;
-        ~Join() {
+        ~Join() { now(); }
+        void now() {
             stop = true;
-            t.join();
+            if (t.joinable())
+                t.join();
         }
     } join{stop, responder};
     NatsClient caller(url);
@@ -304,9 +306,11 @@ RoundTrips natsRpc(const std::string& url, const E2eOptions& options) {
         caller.flush();
         bool answered = false;
         if (!caller.receive([&](const NatsClient::Message&) { answered = true; },
-                            [&] { return answered; }, std::chrono::seconds(5)))
+                            [&] { return answered; }, std::chrono::seconds(5))) {
+            join.now(); // `failure` is the responder's until it has stopped
             throw std::runtime_error("nats: no reply in 5 s" +
                                      (failure.empty() ? "" : " (responder: " + failure + ")"));
+        }
         micros.push_back(secondsSince(start) * 1e6);
     }
     return percentiles(std::move(micros));
