@@ -566,6 +566,31 @@ TEST_CASE("publishes reach their queue in the order made, confirmed or not") {
     });
 }
 
+// AMQP's routing key is a short string: over amqp:// the client refuses a longer one before
+// sending anything (rabbitmq-c's refusal used to take the link down), Depot's broker refuses it
+// as RabbitMQ's would refuse a name that long. Either way the connection goes on.
+TEST_CASE("a routing key longer than 255 bytes is refused, and the connection goes on") {
+    forEachUrl([](const std::string& url) {
+        auto connection = Connection::open(url);
+        connection->declareQueue("after-refusal");
+        try {
+            (void)connection->publishConfirmed("", std::string(256, 'k'), "too long");
+            FAIL("a 256-byte routing key was accepted");
+        } catch (const depot::client::Error& e) {
+            if (depot::tests::isAmqp(url)) {
+                CHECK(e.kind() == depot::client::ErrorKind::INVALID_ARGUMENT);
+            } else {
+                CHECK(e.kind() == depot::client::ErrorKind::BROKER);
+                CHECK(e.code() == depot::core::ErrorCode::SYNTAX_ERROR);
+            }
+        }
+        CHECK(connection->publishConfirmed("", "after-refusal", "fine").ack);
+        std::optional<Delivery> got = connection->get("after-refusal", true);
+        REQUIRE(got);
+        CHECK(got->body() == "fine");
+    });
+}
+
 TEST_CASE("publishConfirmed counts the queues reached, and a full queue nacks") {
     forEachUrl([](const std::string& url) {
         auto connection = Connection::open(url);
