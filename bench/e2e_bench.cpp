@@ -406,6 +406,7 @@ Target openTarget(const std::string& spec, bool persistent) {
     target.url = spec;
     if (isNatsUrl(spec)) {
         target.label = "nats " + spec.substr(7);
+        NatsClient probe(spec); // one that cannot be reached fails the run now, not per scenario
         return target;
     }
     if (spec.front() == '@') {
