@@ -129,8 +129,8 @@ public:
             return;
         {
             std::lock_guard lock(mutex_);
-            flushAcksLocked(); // acks held for the end of a batch: the broker would requeue
-            flushPublishesLocked();
+            flushAcksLocked(); // acks held for the end of a batch (the publishes made before
+                               // them go first): the broker would requeue
             if (conn_ != nullptr) {
                 // A broker that does not answer the close costs 2 s, not a request timeout.
                 timeval closeTimeout = toTimeval(std::min<std::chrono::milliseconds>(
@@ -258,6 +258,7 @@ protected:
         const amqp::EncodedProperties properties(options.properties);
         locked(
             [&] {
+                amqp::checkNames(exchange, routingKey); // before confirm.select is sent
                 // Alone in flight (publishConfirmed, an RPC): someone waits for it, write it now.
                 if (!confirmModeLocked() ||
                     !publishLocked(exchange, routingKey, body, options.mandatory, properties,
@@ -315,7 +316,7 @@ public:
         }
         if (how != Settle::ACK)
             acks.settledOtherwise(tag, multiple);
-        flushAcksLocked(); // the acks made before this go before it
+        flushAcksLocked(); // the publishes and acks made before this go before it
         if (conn_ == nullptr)
             return;
         int status = AMQP_STATUS_OK;
@@ -335,8 +336,11 @@ public:
     }
 
     // With mutex_ held: each channel's pending "ack multiple", if any, to the broker.
+    // The publishes buffered before go first: a handler that publishes, then acks what it
+    // handled, must not have the ack reach the broker without the publish.
     void flushAcksLocked() {
         deferredAcks_ = 0;
+        flushPublishesLocked();
         for (amqp_channel_t channel : {CONTROL, CONSUME}) {
             const std::uint64_t upTo = acks_[channel].takePending();
             if (upTo == 0 || conn_ == nullptr)
@@ -376,6 +380,7 @@ protected:
             return;
         cancelledNeedAck_[tag] = !it->second->options.noAck;
         consumers_.erase(it);
+        flushPublishesLocked();
         if (conn_ == nullptr)
             return;
         (void)amqp_basic_cancel(conn_, CONSUME, bytes(tag));
@@ -480,7 +485,7 @@ private:
         }
         amqp_maybe_release_buffers_on_channel(conn_, channel);
         if (channel == PUBLISH)
-            publishOut_.clear(); // made after the close: the broker would drop them (AMQP)
+            dropPublishesLocked(); // made after the close: the broker would drop them (AMQP)
         newGeneration(channel);
         if (channel == PUBLISH && why)
             failConfirms(Error::broker(*why));
@@ -519,17 +524,50 @@ private:
         if (publishConfirming_)
             return true;
         flushPublishesLocked();
-        if (conn_ == nullptr)
-            return false;
-        (void)amqp_confirm_select(conn_, PUBLISH);
-        if (amqp_get_rpc_reply(conn_).reply_type != AMQP_RESPONSE_NORMAL) {
-            linkDownLocked("the broker refused publisher confirms");
-            return false;
+        for (int attempt = 0; attempt < 2 && conn_ != nullptr; ++attempt) {
+            (void)amqp_confirm_select(conn_, PUBLISH);
+            const amqp_rpc_reply_t reply = amqp_get_rpc_reply(conn_);
+            if (reply.reply_type == AMQP_RESPONSE_NORMAL) {
+                // What rabbitmq-c queued while it waited belongs to the publishes before: a
+                // basic.return for one of them must not mark the first confirmed one returned.
+                takeQueuedLocked();
+                publishConfirming_ = true;
+                publishSeq_ = 0;
+                returnedBeforeAck_ = false;
+                return conn_ != nullptr;
+            }
+            if (reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+                reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+                // A publish made before this one was refused (no such exchange), and the broker
+                // closed PUBLISH: onError hears of it, as of any refused fire-and-forget publish,
+                // the channel opens again, and confirm mode is asked for again.
+                const auto* close = static_cast<const amqp_channel_close_t*>(reply.reply.decoded);
+                const core::Error error =
+                    amqp::brokerError(close->reply_code, text(close->reply_text));
+                notifyError(Error::broker(error));
+                channelClosedLocked(PUBLISH, error);
+                continue;
+            }
+            break;
         }
-        publishConfirming_ = true;
-        publishSeq_ = 0;
-        returnedBeforeAck_ = false;
-        return true;
+        linkDownLocked("the broker refused publisher confirms");
+        return false;
+    }
+
+    // Takes in the frames rabbitmq-c queued while a request waited for its answer.
+    void takeQueuedLocked() {
+        Dispatcher::Batch batch(dispatcher());
+        while (conn_ != nullptr && amqp_frames_enqueued(conn_)) {
+            amqp_frame_t frame{};
+            timeval zero{0, 0};
+            if (amqp_simple_wait_frame_noblock(conn_, &frame, &zero) != AMQP_STATUS_OK)
+                return;
+            try {
+                handleFrameLocked(frame);
+            } catch (const Error&) {
+                return; // the link is down (check took it down)
+            }
+        }
     }
 
     // A publish nobody waits a confirm for; `now` as for publishLocked. Not connected: dropped,
@@ -569,6 +607,12 @@ private:
         return conn_ != nullptr;
     }
 
+    // With mutex_ held: forgets the buffered publishes (a wake asked for them stays harmless).
+    void dropPublishesLocked() {
+        publishOut_.clear();
+        publishFlushWanted_ = false;
+    }
+
     // With mutex_ held: writes the buffered publishes, all of them (rabbitmq-c's own writes
     // block likewise); a failed write takes the link down.
     void flushPublishesLocked() {
@@ -576,7 +620,7 @@ private:
         if (publishOut_.empty())
             return;
         if (conn_ == nullptr) {
-            publishOut_.clear();
+            dropPublishesLocked();
             return;
         }
         const int fd = amqp_get_sockfd(conn_);
@@ -592,8 +636,9 @@ private:
             } else if (n < 0 && errno == EINTR) {
                 continue;
             } else {
-                publishOut_.clear();
-                linkDownLocked(std::string("could not send publishes: ") + std::strerror(errno));
+                dropPublishesLocked();
+                linkDownLocked(std::string("could not send publishes: ") +
+                               (n == 0 ? "the socket took nothing" : std::strerror(errno)));
                 return;
             }
         }
@@ -899,7 +944,7 @@ private:
             return;
         amqp_destroy_connection(conn_);
         conn_ = nullptr;
-        publishOut_.clear(); // their confirms fail below; fire-and-forget ones are lost with it
+        dropPublishesLocked(); // their confirms fail below; fire-and-forget ones go with it
         downReason_ = reason;
         for (amqp_channel_t channel : {CONTROL, PUBLISH, CONSUME})
             newGeneration(channel);

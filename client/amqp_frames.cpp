@@ -36,11 +36,15 @@ amqp_bytes_t scratch(std::size_t size) {
 
 } // namespace
 
-void appendPublish(std::string& out, const PublishFrame& publish, std::size_t frameMax) {
-    const std::size_t payloadMax = frameMax - FRAME_HEADER - 1;
-    if (publish.exchange.size() > UINT8_MAX || publish.routingKey.size() > UINT8_MAX)
+void checkNames(std::string_view exchange, std::string_view routingKey) {
+    if (exchange.size() > UINT8_MAX || routingKey.size() > UINT8_MAX)
         throw Error(ErrorKind::INVALID_ARGUMENT,
                     "an AMQP exchange name or routing key is at most 255 bytes");
+}
+
+void appendPublish(std::string& out, const PublishFrame& publish, std::size_t frameMax) {
+    const std::size_t payloadMax = frameMax - FRAME_HEADER - 1;
+    checkNames(publish.exchange, publish.routingKey);
 
     amqp_basic_publish_t method{};
     method.exchange =
@@ -70,9 +74,9 @@ void appendPublish(std::string& out, const PublishFrame& publish, std::size_t fr
     if (propertyBytes < 0) {
         out.resize(start);
         throw Error(ErrorKind::INVALID_ARGUMENT,
-                    "the message's properties do not fit in one AMQP frame of " +
-                        std::to_string(frameMax) + " bytes (" + amqp_error_string2(propertyBytes) +
-                        ")");
+                    "the message's properties cannot be sent over AMQP: larger than one frame of " +
+                        std::to_string(frameMax) + " bytes, or a text property over 255 bytes (" +
+                        amqp_error_string2(propertyBytes) + ")");
     }
     frameHeader(out, AMQP_FRAME_HEADER, publish.channel,
                 CONTENT_HEADER + static_cast<std::size_t>(propertyBytes));

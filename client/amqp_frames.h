@@ -23,9 +23,14 @@ struct PublishFrame {
     std::string_view body;
 };
 
+// Throws Error (INVALID_ARGUMENT) for an exchange name or routing key longer than AMQP's 255
+// bytes.
+void checkNames(std::string_view exchange, std::string_view routingKey);
+
 // Appends the publish's frames to `out`, none larger than `frameMax` bytes (the negotiated
-// frame_max, at least 4096). Throws Error (INVALID_ARGUMENT) when it cannot be encoded: a name
-// longer than AMQP's 255 bytes, or properties larger than one frame; `out` is then unchanged.
+// frame_max, at least 4096). Throws Error (INVALID_ARGUMENT) when it cannot be encoded (see
+// checkNames; properties larger than one frame, or a text property over 255 bytes); `out` is
+// then unchanged.
 void appendPublish(std::string& out, const PublishFrame& publish, std::size_t frameMax);
 
 } // namespace depot::client::amqp

@@ -12,6 +12,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <memory>
@@ -486,6 +487,47 @@ TEST_CASE("a fire-and-forget publish that the broker refuses reaches onError") {
         connection->publish("no-such-exchange", "k", "lost");
         REQUIRE(errors.waitFor(1));
         CHECK(errors.at(0) == "NOT_FOUND");
+    });
+}
+
+// Over amqp:// the publish channel enters confirm mode at the first confirmed publish, right
+// after the fire-and-forget ones before it are written: the broker's answer to those (a refusal
+// that closes the channel, a mandatory message returned) comes while confirm mode is being
+// asked for, and belongs to them, not to the confirmed publish.
+TEST_CASE("what the broker says of fire-and-forget publishes does not spill onto the next "
+          "confirmed one") {
+    forEachUrl([](const std::string& url) {
+        Inbox<std::string> errors;
+        Inbox<ReturnedMessage> returned;
+        std::atomic<int> disconnects{0};
+        auto connection = Connection::open(url);
+        connection->onError([&errors](const Error& e) { errors.push(e.what()); });
+        connection->onReturn([&returned](const ReturnedMessage& m) { returned.push(m); });
+        connection->onEvent([&disconnects](ConnectionEvent event) {
+            if (event == ConnectionEvent::DISCONNECTED)
+                ++disconnects;
+        });
+        connection->declareQueue("kept");
+
+        connection->publish("no-such-exchange", "k", "refused");
+        const auto first = connection->publishConfirmed("", "kept", "one");
+        CHECK(first.ack);
+        REQUIRE(errors.waitFor(1));
+        CHECK(errors.at(0).find("NOT_FOUND") != std::string::npos);
+
+        auto fresh = Connection::open(url); // a connection not yet in confirm mode
+        fresh->onReturn([&returned](const ReturnedMessage& m) { returned.push(m); });
+        PublishOptions mandatory;
+        mandatory.mandatory = true;
+        fresh->publish("", "nowhere", "comes back", mandatory);
+        const auto second = fresh->publishConfirmed("", "kept", "two", mandatory);
+        CHECK(second.ack);
+        CHECK_FALSE(second.returned); // "kept" took it: the return was the other one's
+        REQUIRE(returned.waitFor(1));
+        CHECK(returned.at(0).body == "comes back");
+
+        CHECK(readyCount(*connection, "kept") == 2);
+        CHECK(disconnects.load() == 0);
     });
 }
 
