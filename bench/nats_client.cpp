@@ -1,5 +1,6 @@
 #include "bench/nats_client.h"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -40,6 +41,27 @@ std::vector<std::string_view> words(std::string_view line) {
     return out;
 }
 
+// A blocking socket connected to `a`, or -1 when that fails or takes longer than `limit`.
+int connectWithin(const addrinfo& a, std::chrono::seconds limit) {
+    const int fd =
+        ::socket(a.ai_family, a.ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a.ai_protocol);
+    if (fd < 0)
+        return -1;
+    bool connected = ::connect(fd, a.ai_addr, a.ai_addrlen) == 0;
+    if (!connected && errno == EINPROGRESS) {
+        pollfd p{fd, POLLOUT, 0};
+        int error = 0;
+        socklen_t size = sizeof error;
+        connected = ::poll(&p, 1, static_cast<int>(limit.count() * 1000)) == 1 &&
+                    ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &size) == 0 && error == 0;
+    }
+    if (!connected || ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK) != 0) {
+        ::close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 } // namespace
 
 bool isNatsUrl(std::string_view url) {
@@ -59,13 +81,8 @@ NatsClient::NatsClient(const std::string& url) {
     addrinfo* found = nullptr;
     if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &found) != 0 || found == nullptr)
         throw failure("cannot resolve " + hostPort);
-    for (addrinfo* a = found; a != nullptr && fd_ < 0; a = a->ai_next) {
-        fd_ = ::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol);
-        if (fd_ >= 0 && ::connect(fd_, a->ai_addr, a->ai_addrlen) != 0) {
-            ::close(fd_);
-            fd_ = -1;
-        }
-    }
+    for (addrinfo* a = found; a != nullptr && fd_ < 0; a = a->ai_next)
+        fd_ = connectWithin(*a, HANDSHAKE);
     ::freeaddrinfo(found);
     if (fd_ < 0)
         throw failure("cannot connect to " + hostPort);
@@ -73,7 +90,12 @@ NatsClient::NatsClient(const std::string& url) {
     (void)::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     // The server speaks first (INFO); CONNECT, then a PING whose PONG says we are in.
     out_ = "CONNECT {\"verbose\":false,\"pedantic\":false,\"name\":\"depot-bench\"}\r\n";
-    ping();
+    try {
+        ping();
+    } catch (...) {
+        ::close(fd_); // no destructor runs for a constructor that throws
+        throw;
+    }
 }
 
 NatsClient::~NatsClient() {
@@ -161,6 +183,8 @@ bool NatsClient::parseOne(const std::function<void(const Message&)>& onMessage) 
             throw failure("bad MSG size: " + std::string(line));
         if (buffered.size() < lineEnd + 2 + size + 2)
             return false; // the payload is still on its way
+        if (buffered.substr(lineEnd + 2 + size, 2) != "\r\n")
+            throw failure("a MSG payload not followed by CRLF: " + std::string(line));
         const Message m{w[1], w.size() == 5 ? w[3] : std::string_view(),
                         buffered.substr(lineEnd + 2, size)};
         inBegin_ += lineEnd + 2 + size + 2;
@@ -195,8 +219,11 @@ void NatsClient::readMore(std::chrono::milliseconds timeout) {
         timedOut_ = true;
         return;
     }
-    if (ready < 0 && errno != EINTR)
+    if (ready < 0) {
+        if (errno == EINTR)
+            return; // read again on the next turn
         throw failure(std::string("poll: ") + std::strerror(errno));
+    }
     const ssize_t n = ::recv(fd_, in_.data() + inEnd_, in_.size() - inEnd_, 0);
     if (n == 0)
         throw failure("the server closed the connection");
@@ -211,7 +238,8 @@ void NatsClient::writeAll(std::string_view bytes) {
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            throw failure(std::string("send: ") + std::strerror(errno));
+            throw failure(n == 0 ? std::string("send took nothing")
+                                 : std::string("send: ") + std::strerror(errno));
         bytes.remove_prefix(static_cast<std::size_t>(n));
     }
 }
