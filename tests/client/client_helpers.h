@@ -27,11 +27,11 @@ inline constexpr std::chrono::milliseconds WAIT_LIMIT = 5s;
 
 template <class T> class Inbox {
 public:
+    // Notifies holding the lock: a waiter that returns may destroy the Inbox at once, and a
+    // pushing thread nobody joins (a task that outlives its dispatcher) must not touch it after.
     void push(T item) {
-        {
-            std::lock_guard lock(mutex_);
-            items_.push_back(std::move(item));
-        }
+        std::lock_guard lock(mutex_);
+        items_.push_back(std::move(item));
         changed_.notify_all();
     }
 
