@@ -53,6 +53,19 @@ struct PeerOptions {
     std::size_t inFlight = 1000;
 };
 
+// The publisher's report to the bench, once everything is sent. It stays connected until the
+// bench says the consumer is done (it closes our stdin): closing now could cut publishes still
+// on their way out.
+int published(std::int64_t startNanos, std::size_t count, std::size_t nacked) {
+    const double seconds = static_cast<double>(nowNanos() - startNanos) / 1e9;
+    std::cout << "started " << startNanos << "\n"
+              << "published " << count << " nacked " << nacked << " in " << seconds << std::endl;
+    char sink[64];
+    while (::read(STDIN_FILENO, sink, sizeof sink) > 0) {
+    }
+    return 0;
+}
+
 // Over nats:// (the nats-server baseline): one connection subscribes to each --queue as a
 // subject, as often as it is named (fanout: every subscription gets every message).
 int natsConsume(const PeerOptions& o) {
@@ -83,13 +96,7 @@ int natsPublish(const PeerOptions& o) {
     for (std::size_t i = 0; i < o.count; ++i)
         nats.publish(o.keys[(i * 7919) % o.keys.size()], "", body);
     nats.ping(); // written, and taken in by the server
-    const double publishedSeconds = static_cast<double>(nowNanos() - startNanos) / 1e9;
-    std::cout << "started " << startNanos << "\n"
-              << "published " << o.count << " nacked 0 in " << publishedSeconds << std::endl;
-    char sink[64];
-    while (::read(STDIN_FILENO, sink, sizeof sink) > 0) {
-    }
-    return 0;
+    return published(startNanos, o.count, 0);
 }
 
 int consume(const PeerOptions& o) {
@@ -166,16 +173,7 @@ int publish(const PeerOptions& o) {
         t.join();
     if (!failure.empty())
         throw std::runtime_error(failure);
-    const double publishedSeconds = static_cast<double>(nowNanos() - startNanos) / 1e9;
-    std::cout << "started " << startNanos << "\n"
-              << "published " << each * o.connections << " nacked " << nacked << " in "
-              << publishedSeconds << std::endl;
-    // Connected until the bench says the consumer is done (it closes our stdin): closing now
-    // could cut publishes still on their way out.
-    char sink[64];
-    while (::read(STDIN_FILENO, sink, sizeof sink) > 0) {
-    }
-    return 0;
+    return published(startNanos, each * o.connections, nacked);
 }
 
 // A peer's work, its failures turned into a message on stderr and exit code 1 (the bench then

@@ -29,13 +29,25 @@ std::runtime_error failure(const std::string& what) {
     return std::runtime_error("nats: " + what);
 }
 
-std::vector<std::string_view> words(std::string_view line) {
-    std::vector<std::string_view> out;
+// A control line's words, at most MAX_WORDS (no allocation per message): `count` says how
+// many, MAX_WORDS + 1 for a line with more.
+constexpr std::size_t MAX_WORDS = 6;
+struct Words {
+    std::string_view word[MAX_WORDS];
+    std::size_t count = 0;
+};
+Words words(std::string_view line) {
+    Words out;
     std::size_t at = 0;
     while (at < line.size()) {
         const std::size_t end = std::min(line.find_first_of(" \t", at), line.size());
-        if (end > at)
-            out.push_back(line.substr(at, end - at));
+        if (end > at) {
+            if (out.count == MAX_WORDS) {
+                ++out.count;
+                return out;
+            }
+            out.word[out.count++] = line.substr(at, end - at);
+        }
         at = end + 1;
     }
     return out;
@@ -167,17 +179,17 @@ bool NatsClient::parseOne(const std::function<void(const Message&)>& onMessage) 
         return false;
     }
     const std::string_view line = buffered.substr(0, lineEnd);
-    const std::vector<std::string_view> w = words(line);
-    if (w.empty()) {
+    const Words w = words(line);
+    if (w.count == 0) {
         inBegin_ += lineEnd + 2;
         return true;
     }
-    if (w[0] == "MSG") {
+    if (w.word[0] == "MSG") {
         // MSG <subject> <sid> [reply-to] <#bytes>
-        if (w.size() != 4 && w.size() != 5)
+        if (w.count != 4 && w.count != 5)
             throw failure("malformed MSG line: " + std::string(line));
         std::size_t size = 0;
-        const std::string_view count = w.back();
+        const std::string_view count = w.word[w.count - 1];
         if (std::from_chars(count.data(), count.data() + count.size(), size).ec != std::errc{} ||
             size > MAX_PAYLOAD)
             throw failure("bad MSG size: " + std::string(line));
@@ -185,7 +197,7 @@ bool NatsClient::parseOne(const std::function<void(const Message&)>& onMessage) 
             return false; // the payload is still on its way
         if (buffered.substr(lineEnd + 2 + size, 2) != "\r\n")
             throw failure("a MSG payload not followed by CRLF: " + std::string(line));
-        const Message m{w[1], w.size() == 5 ? w[3] : std::string_view(),
+        const Message m{w.word[1], w.count == 5 ? w.word[3] : std::string_view(),
                         buffered.substr(lineEnd + 2, size)};
         inBegin_ += lineEnd + 2 + size + 2;
         if (onMessage)
@@ -193,12 +205,12 @@ bool NatsClient::parseOne(const std::function<void(const Message&)>& onMessage) 
         return true;
     }
     inBegin_ += lineEnd + 2;
-    if (w[0] == "PING") {
+    if (w.word[0] == "PING") {
         out_ += "PONG\r\n";
         flush();
-    } else if (w[0] == "PONG") {
+    } else if (w.word[0] == "PONG") {
         ++pongs_;
-    } else if (w[0] == "-ERR") {
+    } else if (w.word[0] == "-ERR") {
         throw failure("the server said " + std::string(line));
     } // INFO, +OK: nothing to do
     return true;
