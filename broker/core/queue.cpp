@@ -207,8 +207,10 @@ std::optional<QueueEntry> Queue::popDeliverable(TimePoint now) {
             drop(std::move(entry), DeathReason::EXPIRED, now);
             continue;
         }
-        if (pageIn(entry))
+        if (pageIn(entry)) {
+            ++taken_;
             return entry;
+        }
     }
     return std::nullopt;
 }

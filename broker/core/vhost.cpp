@@ -388,8 +388,13 @@ Result<PublishResult> Vhost::publish(const MessageRef& message, bool mandatory, 
     result.queues = routed_.size();
     result.returned = mandatory && routed_.empty();
     // enqueue() never routes: dead letters wait in deadLetters_ until settle().
-    for (Queue* q : routed_)
+    for (Queue* q : routed_) {
         result.rejected |= !q->enqueue(message, now);
+        if (q->consumerCount() > 0 && q->readyCount() > result.backlog) {
+            result.backlog = q->readyCount();
+            result.backlogQueue = q;
+        }
+    }
     settle(now);
     return result;
 }
@@ -498,13 +503,6 @@ std::vector<QueueInfo> Vhost::listQueues() const {
     std::sort(out.begin(), out.end(),
               [](const QueueInfo& a, const QueueInfo& b) { return a.name < b.name; });
     return out;
-}
-
-bool Vhost::consumersBehind(std::uint64_t backlog) const {
-    for (const auto& [name, q] : queues_)
-        if (q->consumerCount() > 0 && q->readyCount() > backlog)
-            return true;
-    return false;
 }
 
 std::vector<BindingInfo> Vhost::listBindings() const {

@@ -87,9 +87,6 @@ public:
     const Queue* findQueue(std::string_view name) const;
     std::vector<ExchangeInfo> listExchanges() const;
     std::vector<QueueInfo> listQueues() const;
-    // Some queue with consumers holds more than `backlog` ready messages: its consumers are
-    // behind its publishers (depotd then reads publishers in smaller bites).
-    bool consumersBehind(std::uint64_t backlog) const;
     std::vector<BindingInfo> listBindings() const;
     std::size_t channelCount() const { return channels_.size(); }
 

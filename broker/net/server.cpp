@@ -13,7 +13,7 @@ namespace depot::net {
 Server::Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& endpoint,
                ServerConfig config)
     : runtime_(runtime), config_(std::move(config)), acceptor_(runtime.context()),
-      memoryTimer_(runtime.context()), flowTimer_(runtime.context()) {
+      memoryTimer_(runtime.context()), flowTimer_(runtime.context()), flow_(runtime.broker()) {
     if (!config_.dataDir.empty()) {
         std::filesystem::create_directories(config_.dataDir);
         // Two brokers on one store would corrupt it: the second one refuses to start.
@@ -51,7 +51,7 @@ Server::Server(runtime::BrokerRuntime& runtime, const asio::ip::tcp::endpoint& e
     accept();
     if (config_.memoryLimitBytes > 0)
         checkMemory();
-    checkFlow();
+    tickFlow();
 }
 
 void Server::afterSync(std::function<void(const std::string* failure)> done) {
@@ -120,24 +120,12 @@ void Server::evaluateMemory() {
     }
 }
 
-void Server::checkFlow() {
-    // A backlog of this many ready messages in a queue with consumers counts as "behind".
-    // Publishers then feel backpressure sooner (Session::readChunk), so a backlog that keeps
-    // growing settles near this: half of what a durable queue keeps in memory by default, so
-    // that it settles in memory rather than paging out and reading back from disk. (At 10,000,
-    // the persistent benchmark paged all along: 240-251k msgs/s, against 268-283k at 5,000.)
-    constexpr std::uint64_t BACKLOG = core::DEFAULT_IN_MEMORY_LENGTH / 2;
-    constexpr std::chrono::milliseconds FLOW_INTERVAL{20};
-    bool behind = false;
-    core::Broker& broker = runtime_.broker();
-    for (const std::string& name : broker.vhostNames())
-        if (const core::Vhost* vhost = broker.findVhost(name); vhost && !behind)
-            behind = vhost->consumersBehind(BACKLOG);
-    consumersBehind_ = behind;
-    flowTimer_.expires_after(FLOW_INTERVAL);
+void Server::tickFlow() {
+    flow_.tick();
+    flowTimer_.expires_after(FlowControl::TICK);
     flowTimer_.async_wait([this](const asio::error_code& error) {
         if (!error && !stopped_)
-            checkFlow();
+            tickFlow();
     });
 }
 

@@ -5,6 +5,7 @@
 #include "broker/net/config.h"
 #include "broker/net/definitions.h"
 #include "broker/net/durable_messages.h"
+#include "broker/net/flow_control.h"
 #include "broker/net/session.h"
 #include "broker/runtime/broker_runtime.h"
 
@@ -50,10 +51,8 @@ public:
     // (--memory-limit) or the disk alarm (the message store cannot write), as RabbitMQ's
     // resource alarms block every publishing connection.
     std::string publishBlockReason() const;
-    // Consumers somewhere are behind their publishers (checked every FLOW_INTERVAL): sessions
-    // that only publish read smaller bites, so that the loop turns to the consumers' acks and
-    // deliveries more often. Fairness, not a block: publishers always go on.
-    bool consumersBehind() const { return consumersBehind_; }
+    // Holds connections that only publish while the queues they fill are far behind.
+    FlowControl& flow() { return flow_; }
     // After anything that may have changed the definitions (a declare, delete, bind, unbind,
     // cancel, or a closed connection's cleanup): with a data dir, the durable ones are written
     // before this returns, so before the client hears that its change succeeded.
@@ -80,7 +79,7 @@ private:
     void checkMemory(); // evaluates, then again in 50 ms
     void evaluateMemory();
     void applyAlarms(); // blocks or unblocks every session as publishBlockReason() says
-    void checkFlow();   // evaluates consumersBehind_, then again in FLOW_INTERVAL
+    void tickFlow();    // flow_.tick(), then again in FlowControl::TICK
 
     runtime::BrokerRuntime& runtime_;
     ServerConfig config_;
@@ -91,7 +90,7 @@ private:
     bool stopped_ = false;
     asio::steady_timer memoryTimer_;
     asio::steady_timer flowTimer_;
-    bool consumersBehind_ = false;
+    FlowControl flow_;
     int dataDirLock_ = -1; // held (flock) while this server uses its data dir
     std::optional<DefinitionsFile> definitions_;
     std::optional<DurableMessages> durable_;

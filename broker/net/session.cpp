@@ -116,21 +116,20 @@ SessionInfo Session::info() const {
 // --- reading ---
 
 void Session::readMore() {
-    if (reading_ || publishBlocked_ || state_ == State::CLOSING || state_ == State::CLOSED)
+    if (reading_ || publishBlocked_ || flowHeld_ || state_ == State::CLOSING ||
+        state_ == State::CLOSED)
         return;
     const std::span<std::byte> room = reader_.writable();
     reading_ = true;
     socket_.async_read_some(
-        asio::buffer(room.data(), std::min(room.size(), readChunk())),
+        asio::buffer(room.data(), std::min(room.size(), READ_CHUNK)),
         [self = shared_from_this()](const asio::error_code& error, std::size_t bytes) {
             self->onRead(error, bytes);
         });
 }
 
-std::size_t Session::readChunk() const {
-    const bool onlyPublishes =
-        hasPublished_ && (channel_ == nullptr || channel_->consumerCount() == 0);
-    return onlyPublishes && server_.consumersBehind() ? PUBLISHER_CHUNK : READ_CHUNK;
+bool Session::onlyPublishes() const {
+    return hasPublished_ && (channel_ == nullptr || channel_->consumerCount() == 0);
 }
 
 void Session::onRead(const asio::error_code& error, std::size_t bytes) {
@@ -169,6 +168,7 @@ void Session::handleBufferedFrames() {
     }
     frame.reset();
     server_.runtime().rearm();
+    server_.flow().check(); // these frames may have been acks that drained a queue
 }
 
 void Session::handleFrame(wire::Frame::Reader frame, core::TimePoint now) {
@@ -481,6 +481,14 @@ void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publi
         sendError(requestId, result.error());
         return;
     }
+    if (result->backlogQueue != nullptr && !flowHeld_ &&
+        result->backlog > FlowControl::highFor(*result->backlogQueue) && onlyPublishes())
+        flowHeld_ =
+            server_.flow().hold(vhost_->name(), *result->backlogQueue, weak_from_this(), [this] {
+                flowHeld_ = false;
+                lastRead_ = SteadyClock::now(); // we were not reading: silence was ours
+                readMore();
+            });
     if (result->returned) {
         send(0, [&](capnp::MessageBuilder& builder, wire::Frame::Builder f, Extras& x) {
             auto r = f.initReturned();
@@ -714,6 +722,7 @@ void Session::onWritten(const asio::error_code& error) {
         consumersPaused_ = false;
         channel_->resumeDeliveries(server_.runtime().now());
         server_.runtime().rearm();
+        server_.flow().check();
     }
     if (outbox_.hasPending())
         flush();
@@ -820,7 +829,7 @@ void Session::onTimer(const asio::error_code& error) {
         return;
     } else if (state_ == State::OPEN && heartbeat_.count() > 0) {
         // Only a reading connection can hear heartbeats: a blocked one is not judged.
-        if (!publishBlocked_ && now - lastRead_ >= 2 * heartbeat_) {
+        if (!publishBlocked_ && !flowHeld_ && now - lastRead_ >= 2 * heartbeat_) {
             terminate("missed heartbeats from the client");
             return;
         }

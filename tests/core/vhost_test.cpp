@@ -219,18 +219,28 @@ TEST_CASE("Vhost::publish takes a prebuilt message, and Channel::publish forward
     CHECK(second->message.get() == message.get());
 }
 
-TEST_CASE("consumersBehind: a backlog in a queue that has consumers, not in one without") {
+TEST_CASE("a publish reports the backlog of the queue it reached that has consumers, and how "
+          "many messages consumers took from it") {
     Broker broker;
     Vhost& vhost = broker.defaultVhost();
     Channel& channel = vhost.openChannel();
     declareQueue(channel, "stored"); // nobody consumes: a backlog here is storage, not lag
     declareQueue(channel, "work");
+    declareExchange(channel, "both", ExchangeType::FANOUT);
+    DEPOT_REQUIRE_OK(channel.bindQueue("stored", "both", ""));
+    DEPOT_REQUIRE_OK(channel.bindQueue("work", "both", ""));
     publishNumbered(channel, "stored", 1, 5);
-    CHECK_FALSE(vhost.consumersBehind(3));
+    const PublishResult toStored = publish(channel, "", "stored", "m6");
+    CHECK(toStored.backlogQueue == nullptr);
+    CHECK(toStored.backlog == 0);
 
     RecordingSink sink;
     consume(channel, "work", sink, consumeOptions("c", 2)); // prefetch 2, never acks
-    publishNumbered(channel, "work", 1, 5);                 // 2 delivered, 3 ready
-    CHECK(vhost.consumersBehind(2));
-    CHECK_FALSE(vhost.consumersBehind(3));
+    publishNumbered(channel, "work", 1, 4);                 // 2 taken, 2 ready
+    const PublishResult toBoth = publish(channel, "both", "", "m5");
+    REQUIRE(toBoth.backlogQueue != nullptr);
+    CHECK(toBoth.backlogQueue->name() == "work");
+    CHECK(toBoth.backlog == 3);
+    CHECK(toBoth.backlogQueue->takenCount() == 2);
+    CHECK(vhost.findQueue("stored")->takenCount() == 0);
 }

@@ -1,11 +1,17 @@
-// Flow control: a consumer that stops reading must not make depotd buffer without limit.
+// Flow control: a consumer that stops reading must not make depotd buffer without limit, nor
+// a publisher that outruns the consumers of its queue; a consumer that takes nothing holds
+// nobody.
 
+#include "broker/net/flow_control.h"
 #include "tests/net/raw_client.h"
 #include "tests/net/test_server.h"
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <string>
+#include <thread>
 
 using namespace depot;
 using namespace depot::tests;
@@ -56,4 +62,98 @@ TEST_CASE("a consumer that stops reading leaves messages in the queue, and loses
             ++delivered;
     }
     CHECK(delivered == MESSAGES);
+}
+
+namespace {
+
+void publishSmall(RawClient& publisher, int count) {
+    for (int i = 0; i < count; ++i)
+        publisher.send(0, [](wire::Frame::Builder f) {
+            auto p = f.initPublish();
+            p.setRoutingKey("q");
+            p.setBody(capnp::Data::Reader(reinterpret_cast<const kj::byte*>("0123456789"), 10));
+        });
+}
+
+// Makes `consumer` consume "q" with acks and this prefetch.
+void startConsumer(RawClient& consumer, std::uint32_t prefetch) {
+    consumer.hello();
+    REQUIRE(consumer.nextKind() == wire::Frame::HELLO_OK);
+    consumer.send(2, [](wire::Frame::Builder f) { f.initDeclareQueue().setName("q"); });
+    REQUIRE(consumer.nextKind() == wire::Frame::DECLARE_QUEUE_OK);
+    consumer.send(3, [&](wire::Frame::Builder f) {
+        auto c = f.initConsume();
+        c.setQueue("q");
+        c.setPrefetchCount(prefetch);
+    });
+    REQUIRE(consumer.nextKind() == wire::Frame::CONSUME_OK);
+}
+
+std::uint64_t readyIn(TestServer& server, const std::string& queue) {
+    return server.run([&](net::Server& s) {
+        return s.runtime().broker().defaultVhost().findQueue(queue)->readyCount();
+    });
+}
+
+} // namespace
+
+TEST_CASE("a publisher that outruns the consumers of its queue is held near the flow limit, "
+          "and loses nothing") {
+    TestServer server;
+    constexpr int MESSAGES = 60'000;
+    RawClient consumer(server.port(), std::chrono::milliseconds(5000));
+    startConsumer(consumer, 100);
+
+    // Much faster than the consumer below: without flow control the whole run piles up.
+    RawClient publisher(server.port(), std::chrono::milliseconds(5000));
+    publisher.hello();
+    REQUIRE(publisher.nextKind() == wire::Frame::HELLO_OK);
+    std::thread publishing([&] { publishSmall(publisher, MESSAGES); });
+
+    std::atomic<bool> consuming = true;
+    std::uint64_t mostReady = 0;
+    std::thread sampling([&] {
+        while (consuming) {
+            mostReady = std::max(mostReady, readyIn(server, "q"));
+            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        }
+    });
+    int delivered = 0;
+    while (delivered < MESSAGES) {
+        std::uint64_t tag = 0;
+        REQUIRE(consumer.receive([&](wire::Frame::Reader f) {
+            if (f.which() == wire::Frame::DELIVER)
+                tag = f.getDeliver().getMessage().getDeliveryTag();
+        }));
+        if (tag == 0)
+            continue;
+        ++delivered;
+        consumer.send(0, [&](wire::Frame::Builder f) { f.initAck().setDeliveryTag(tag); });
+        if (delivered % 50 == 0) // about 40,000 a second at most
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    consuming = false;
+    sampling.join();
+    publishing.join();
+    CHECK(delivered == MESSAGES);
+    // Past the limit, the publisher's frames already read are still routed: a 32 KiB read's.
+    CHECK(mostReady > net::FlowControl::HIGH / 2);
+    CHECK(mostReady < net::FlowControl::HIGH + 4'000);
+}
+
+TEST_CASE("a queue whose consumer takes nothing more holds no publisher") {
+    TestServer server;
+    constexpr int MESSAGES = 3 * static_cast<int>(net::FlowControl::HIGH);
+    RawClient consumer(server.port(), std::chrono::milliseconds(5000));
+    startConsumer(consumer, 1); // never acks: stuck after the first delivery
+
+    RawClient publisher(server.port(), std::chrono::milliseconds(5000));
+    publisher.hello();
+    REQUIRE(publisher.nextKind() == wire::Frame::HELLO_OK);
+    std::thread publishing([&] { publishSmall(publisher, MESSAGES); });
+    publishing.join();
+    // A confirmed publish after them: when it is answered, all of them have been routed.
+    publisher.send(9, [](wire::Frame::Builder f) { f.initPublish().setRoutingKey("nowhere"); });
+    REQUIRE(publisher.nextKind() == wire::Frame::CONFIRM);
+    CHECK(readyIn(server, "q") == MESSAGES - 1);
 }
