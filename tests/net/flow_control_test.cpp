@@ -100,7 +100,7 @@ std::uint64_t readyIn(TestServer& server, const std::string& queue) {
 TEST_CASE("a publisher that outruns the consumers of its queue is held near the flow limit, "
           "and loses nothing") {
     TestServer server;
-    constexpr int MESSAGES = 60'000;
+    constexpr int MESSAGES = 100'000;
     RawClient consumer(server.port(), std::chrono::milliseconds(5000));
     startConsumer(consumer, 100);
 
@@ -136,9 +136,11 @@ TEST_CASE("a publisher that outruns the consumers of its queue is held near the 
     sampling.join();
     publishing.join();
     CHECK(delivered == MESSAGES);
-    // Past the limit, the publisher's frames already read are still routed: a 32 KiB read's.
+    // Past the limit, the frames of the publisher's last read are still routed, and a tick in
+    // which the consumer took nothing (a slow machine, a sanitizer build) releases the publisher
+    // until the next one. Without flow control the backlog passes 80,000 here.
     CHECK(mostReady > net::FlowControl::HIGH / 2);
-    CHECK(mostReady < net::FlowControl::HIGH + 4'000);
+    CHECK(mostReady < 2 * net::FlowControl::HIGH);
 }
 
 TEST_CASE("a queue whose consumer takes nothing more holds no publisher") {
