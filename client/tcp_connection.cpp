@@ -572,14 +572,15 @@ private:
                                         V(text(b.getKey())), V(argumentsText(b.getArguments()))});
             break;
         case wire::ListOk::CONNECTIONS:
-            listing.columns = {"name",      "client",     "user",    "vhost",     "connected_s",
-                               "frames_in", "frames_out", "unacked", "consumers", "blocked"};
+            listing.columns = {"name",        "client",    "user",       "vhost",
+                               "connected_s", "frames_in", "frames_out", "unacked",
+                               "consumers",   "blocked",   "flow"};
             for (auto c : ok.getConnections())
                 listing.rows.push_back({V(text(c.getName())), V(text(c.getClientName())),
                                         V(text(c.getUsername())), V(text(c.getVhost())),
                                         n(c.getConnectedSeconds()), n(c.getFramesIn()),
                                         n(c.getFramesOut()), n(c.getUnacked()), n(c.getConsumers()),
-                                        V(c.getBlocked())});
+                                        V(c.getBlocked()), V(c.getFlow())});
             break;
         case wire::ListOk::CONSUMERS:
             listing.columns = {"queue",     "consumer_tag", "connection", "ack_required",

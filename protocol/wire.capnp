@@ -372,6 +372,7 @@ struct ConnectionInfo {
   unacked @7 :UInt64;
   consumers @8 :UInt64;
   blocked @9 :Bool;
+  flow @10 :Bool;               # held by flow control: not read until a queue it fills drains
 }
 
 struct ConsumerInfo {

@@ -110,6 +110,7 @@ SessionInfo Session::info() const {
     info.unacked = channel_ != nullptr ? channel_->unackedCount() : 0;
     info.consumers = channel_ != nullptr ? channel_->consumerCount() : 0;
     info.blocked = publishBlocked_;
+    info.flow = flowHeld_;
     return info;
 }
 
@@ -607,6 +608,7 @@ void Session::handleList(std::uint64_t requestId, wire::ListKind kind) {
                 list[i].setUnacked(s.unacked);
                 list[i].setConsumers(s.consumers);
                 list[i].setBlocked(s.blocked);
+                list[i].setFlow(s.flow);
             }
             return;
         }

@@ -38,6 +38,7 @@ struct SessionInfo {
     std::uint64_t unacked = 0;
     std::uint64_t consumers = 0;
     bool blocked = false;
+    bool flow = false; // FlowControl holds it
 };
 
 class Session final : public std::enable_shared_from_this<Session>, private core::DeliverySink {

@@ -112,9 +112,13 @@ TEST_CASE("a publisher that outruns the consumers of its queue is held near the 
 
     std::atomic<bool> consuming = true;
     std::uint64_t mostReady = 0;
+    bool listedInFlow = false; // as `depotctl list connections` shows it
     std::thread sampling([&] {
         while (consuming) {
             mostReady = std::max(mostReady, readyIn(server, "q"));
+            for (const net::SessionInfo& s :
+                 server.run([](net::Server& s) { return s.listSessions(); }))
+                listedInFlow |= s.flow;
             std::this_thread::sleep_for(std::chrono::milliseconds(2));
         }
     });
@@ -141,6 +145,7 @@ TEST_CASE("a publisher that outruns the consumers of its queue is held near the 
     // until the next one. Without flow control the backlog passes 80,000 here.
     CHECK(mostReady > net::FlowControl::HIGH / 2);
     CHECK(mostReady < 2 * net::FlowControl::HIGH);
+    CHECK(listedInFlow);
 }
 
 TEST_CASE("a queue whose consumer takes nothing more holds no publisher") {
