@@ -28,6 +28,9 @@ namespace depot::net {
 class FlowControl {
 public:
     static constexpr std::uint64_t HIGH = 20'000;
+    // Past this backlog a queue's consumers count as behind: before any hold, a connection that
+    // only publishes to it reads in small bites (Session::readChunk), for fairness.
+    static constexpr std::uint64_t BEHIND = 5'000;
     // A durable queue keeps in memory only its first inMemoryLength() ready messages (10,000
     // by default): past that, persistent ones page out and are read back from disk. So such a
     // queue holds its publishers at half of it: with 20,000, the persistent benchmark paged.

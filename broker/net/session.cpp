@@ -123,10 +123,14 @@ void Session::readMore() {
     const std::span<std::byte> room = reader_.writable();
     reading_ = true;
     socket_.async_read_some(
-        asio::buffer(room.data(), std::min(room.size(), READ_CHUNK)),
+        asio::buffer(room.data(), std::min(room.size(), readChunk())),
         [self = shared_from_this()](const asio::error_code& error, std::size_t bytes) {
             self->onRead(error, bytes);
         });
+}
+
+std::size_t Session::readChunk() const {
+    return fillsBacklog_ && onlyPublishes() ? PUBLISHER_CHUNK : READ_CHUNK;
 }
 
 bool Session::onlyPublishes() const {
@@ -482,6 +486,7 @@ void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publi
         sendError(requestId, result.error());
         return;
     }
+    fillsBacklog_ = result->backlog > FlowControl::BEHIND;
     if (result->backlogQueue != nullptr && !flowHeld_ &&
         result->backlog > FlowControl::highFor(*result->backlogQueue) && onlyPublishes())
         flowHeld_ =
