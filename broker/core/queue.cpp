@@ -207,10 +207,8 @@ std::optional<QueueEntry> Queue::popDeliverable(TimePoint now) {
             drop(std::move(entry), DeathReason::EXPIRED, now);
             continue;
         }
-        if (pageIn(entry)) {
-            ++taken_;
+        if (pageIn(entry))
             return entry;
-        }
     }
     return std::nullopt;
 }

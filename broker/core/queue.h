@@ -60,9 +60,6 @@ public:
     std::uint64_t pagedCount() const { return paged_; }
     std::uint64_t pagedBytes() const { return pagedBytes_; }
     std::size_t consumerCount() const { return consumers_.size(); }
-    // Messages taken from the ready ones by consumers or get, ever: whether consumers are
-    // draining the queue at all (depotd's flow control tells a slow consumer from a stuck one).
-    std::uint64_t takenCount() const { return taken_; }
     const std::vector<Consumer*>& consumers() const { return consumers_; }
     bool hasExclusiveConsumer() const;
     bool hadConsumers() const { return hadConsumers_; }
@@ -133,7 +130,6 @@ private:
     std::uint64_t paged_ = 0;
     std::uint64_t pagedBytes_ = 0;
     std::uint64_t unacked_ = 0;
-    std::uint64_t taken_ = 0;
     std::uint64_t nextSeq_ = 1;
 
     std::vector<Consumer*> consumers_;

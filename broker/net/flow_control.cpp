@@ -8,7 +8,7 @@ namespace depot::net {
 
 std::uint64_t FlowControl::highFor(const core::Queue& queue) {
     const std::uint64_t inMemory = queue.options().inMemoryLength();
-    return queue.options().durable && inMemory > 0 ? std::min(HIGH, inMemory / 2) : HIGH;
+    return queue.options().durable && inMemory > 0 ? std::clamp(inMemory / 2, LEAST, HIGH) : HIGH;
 }
 
 bool FlowControl::hold(const std::string& vhost, const core::Queue& queue,
@@ -18,7 +18,7 @@ bool FlowControl::hold(const std::string& vhost, const core::Queue& queue,
     });
     if (it == held_.end()) {
         held_.push_back(
-            Held{vhost, queue.name(), highFor(queue) / 4, queue.takenCount(), false, {}});
+            Held{vhost, queue.name(), highFor(queue) / 4, queue.readyCount(), 0, false, {}});
         it = std::prev(held_.end());
     }
     if (it->stuck)
@@ -59,17 +59,22 @@ void FlowControl::checkHeld() {
 
 void FlowControl::tick() {
     checkHeld();
-    std::vector<Held*> stalled;
-    for (Held& held : held_) {
+    std::vector<std::size_t> stalled; // indices: a release must not see the list change
+    for (std::size_t i = 0; i < held_.size(); ++i) {
+        Held& held = held_[i];
         const core::Queue* queue = find(held);
-        const std::uint64_t taken = queue != nullptr ? queue->takenCount() : held.taken;
-        held.stuck = taken == held.taken;
-        held.taken = taken;
-        if (held.stuck)
-            stalled.push_back(&held);
+        const std::uint64_t ready = queue != nullptr ? queue->readyCount() : 0;
+        if (ready < held.ready) {
+            held.quietTicks = 0;
+            held.stuck = false;
+        } else if (++held.quietTicks >= STUCK_TICKS && !held.stuck) {
+            held.stuck = true;
+            stalled.push_back(i);
+        }
+        held.ready = ready;
     }
-    for (Held* held : stalled)
-        releaseAll(*held);
+    for (std::size_t i : stalled)
+        releaseAll(held_[i]);
 }
 
 } // namespace depot::net

@@ -1,17 +1,19 @@
 #pragma once
 // Flow control between publishers and the consumers of the queues they fill, as RabbitMQ's
 // "flow" connection state: a connection that only publishes is not read while a queue its
-// publishes reach holds more than HIGH ready messages and that queue's consumers are taking
-// messages; it is read again once the queue is down to a quarter of that. The publisher feels TCP's
-// backpressure, and the backlog stays below HIGH, in memory that is reused, instead of growing
-// as fast as the publisher writes: in `depot-bench e2e --scenario 1to1-acks` it reached 400,000
-// messages and 200 MB, and depotd spent a third more CPU per message (page faults of fresh
+// publishes reach holds more than highFor(queue) ready messages and that queue's consumers are
+// draining it; it is read again once the queue is down to a quarter of that. The publisher
+// feels TCP's backpressure, and the backlog stays bounded, in memory that is reused, instead of
+// growing as fast as the publisher writes: in `depot-bench e2e --scenario 1to1-acks` it reached
+// 400,000 messages and 200 MB, and depotd spent a third more CPU per message (page faults of fresh
 // memory, colder caches). A wide band: each hold and release wakes the publisher's threads,
 // and with 5,000 / 2,500 the clients' extra wake-ups cost more than depotd saved.
 //
-// Not a block: a queue whose consumers take nothing for a whole TICK (stuck, or prefetch full
-// and nothing acked) holds nobody, so its publishers go on as they do with RabbitMQ, and the
-// memory alarm (--memory-limit) is what bounds it. No frame tells the client; it just waits.
+// Not a block: a queue whose ready messages do not fall for STUCK_TICKS while it holds
+// publishers (its consumers stuck, or prefetch full and nothing acked, or requeueing what they
+// take, or other publishers keeping it full) releases them and holds nobody until its ready
+// messages fall again, so they go on as they do with RabbitMQ, and the memory alarm
+// (--memory-limit) is what bounds it. No frame tells the client; it just waits.
 
 #include "broker/core/broker.h"
 #include "broker/core/queue.h"
@@ -34,8 +36,11 @@ public:
     // A durable queue keeps in memory only its first inMemoryLength() ready messages (10,000
     // by default): past that, persistent ones page out and are read back from disk. So such a
     // queue holds its publishers at half of it: with 20,000, the persistent benchmark paged.
+    // (At least LEAST: a queue told to keep a handful in memory would hold in lockstep.)
     static std::uint64_t highFor(const core::Queue& queue);
+    static constexpr std::uint64_t LEAST = 1'000;
     static constexpr std::chrono::milliseconds TICK{20};
+    static constexpr int STUCK_TICKS = 10; // 200 ms: a slow consumer's pause is not stuck
 
     // What a held connection does when it may read again.
     using Release = std::function<void()>;
@@ -55,8 +60,8 @@ public:
         if (!held_.empty())
             checkHeld();
     }
-    // Every TICK: check(), and a queue whose consumers took nothing since the last tick
-    // releases its connections and holds nobody until its consumers take messages again.
+    // Every TICK: check(), and a queue whose ready messages have not fallen for STUCK_TICKS
+    // releases its connections and holds nobody until they fall again.
     void tick();
 
     bool holding() const { return !held_.empty(); }
@@ -70,8 +75,9 @@ private:
         std::string vhost;
         std::string queue;
         std::uint64_t low = 0;   // released at this many ready messages
-        std::uint64_t taken = 0; // the queue's takenCount() at the last tick
-        bool stuck = false;      // its consumers took nothing for a tick: hold nobody
+        std::uint64_t ready = 0; // the queue's ready messages at the last tick
+        int quietTicks = 0;      // ticks since they last fell
+        bool stuck = false;      // they did not fall for STUCK_TICKS: hold nobody
         std::vector<Waiter> waiters;
     };
     void checkHeld();

@@ -219,8 +219,7 @@ TEST_CASE("Vhost::publish takes a prebuilt message, and Channel::publish forward
     CHECK(second->message.get() == message.get());
 }
 
-TEST_CASE("a publish reports the backlog of the queue it reached that has consumers, and how "
-          "many messages consumers took from it") {
+TEST_CASE("a publish reports the backlog of the queue it reached that has consumers") {
     Broker broker;
     Vhost& vhost = broker.defaultVhost();
     Channel& channel = vhost.openChannel();
@@ -241,6 +240,4 @@ TEST_CASE("a publish reports the backlog of the queue it reached that has consum
     REQUIRE(toBoth.backlogQueue != nullptr);
     CHECK(toBoth.backlogQueue->name() == "work");
     CHECK(toBoth.backlog == 3);
-    CHECK(toBoth.backlogQueue->takenCount() == 2);
-    CHECK(vhost.findQueue("stored")->takenCount() == 0);
 }

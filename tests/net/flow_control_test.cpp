@@ -100,7 +100,7 @@ std::uint64_t readyIn(TestServer& server, const std::string& queue) {
 TEST_CASE("a publisher that outruns the consumers of its queue is held near the flow limit, "
           "and loses nothing") {
     TestServer server;
-    constexpr int MESSAGES = 100'000;
+    constexpr int MESSAGES = 60'000;
     RawClient consumer(server.port(), std::chrono::milliseconds(5000));
     startConsumer(consumer, 100);
 
@@ -133,16 +133,16 @@ TEST_CASE("a publisher that outruns the consumers of its queue is held near the 
             continue;
         ++delivered;
         consumer.send(0, [&](wire::Frame::Builder f) { f.initAck().setDeliveryTag(tag); });
-        if (delivered % 50 == 0) // about 40,000 a second at most
+        if (delivered % 25 == 0) // about 25,000 a second at most
             std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     consuming = false;
     sampling.join();
     publishing.join();
     CHECK(delivered == MESSAGES);
-    // Past the limit, the frames of the publisher's last read are still routed, and a tick in
-    // which the consumer took nothing (a slow machine, a sanitizer build) releases the publisher
-    // until the next one. Without flow control the backlog passes 80,000 here.
+    // Past the limit, the frames of the publisher's last read are still routed, and 200 ms in
+    // which the consumer took nothing (a slow machine, a sanitizer build) release the publisher
+    // until the queue drains again. Without flow control the backlog passes 45,000 here.
     CHECK(mostReady > net::FlowControl::HIGH / 2);
     CHECK(mostReady < 2 * net::FlowControl::HIGH);
     CHECK(listedInFlow);
@@ -163,4 +163,39 @@ TEST_CASE("a queue whose consumer takes nothing more holds no publisher") {
     publisher.send(9, [](wire::Frame::Builder f) { f.initPublish().setRoutingKey("nowhere"); });
     REQUIRE(publisher.nextKind() == wire::Frame::CONFIRM);
     CHECK(readyIn(server, "q") == MESSAGES - 1);
+}
+
+TEST_CASE("a queue whose consumer requeues all it takes holds its publisher only for a moment") {
+    TestServer server;
+    constexpr int MESSAGES = 2 * static_cast<int>(net::FlowControl::HIGH);
+    RawClient consumer(server.port(), std::chrono::milliseconds(500));
+    startConsumer(consumer, 10);
+    std::atomic<bool> publishing = true;
+    std::thread requeueing([&] { // takes all the time, and the queue never shrinks
+        while (publishing) {
+            std::uint64_t tag = 0;
+            if (!consumer.receive([&](wire::Frame::Reader f) {
+                    if (f.which() == wire::Frame::DELIVER)
+                        tag = f.getDeliver().getMessage().getDeliveryTag();
+                }))
+                continue;
+            if (tag != 0)
+                consumer.send(0, [&](wire::Frame::Builder f) {
+                    auto n = f.initNack();
+                    n.setDeliveryTag(tag);
+                    n.setRequeue(true);
+                });
+        }
+    });
+
+    RawClient publisher(server.port(), std::chrono::milliseconds(5000));
+    publisher.hello();
+    REQUIRE(publisher.nextKind() == wire::Frame::HELLO_OK);
+    publishSmall(publisher, MESSAGES);
+    publisher.send(9, [](wire::Frame::Builder f) { f.initPublish().setRoutingKey("nowhere"); });
+    const auto answer = publisher.nextKind();
+    publishing = false;
+    requeueing.join();
+    REQUIRE(answer == wire::Frame::CONFIRM);
+    CHECK(readyIn(server, "q") > net::FlowControl::HIGH);
 }
