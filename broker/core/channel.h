@@ -16,6 +16,7 @@
 #include <deque>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -34,11 +35,9 @@ struct PublishResult {
     std::size_t queues = 0; // how many queues received the message
     bool returned = false;  // mandatory and routed to no queue: hand it back (basic.return)
     bool rejected = false;  // a full queue with x-overflow reject-publish refused it (confirm nack)
-    // Of the queues that received it and have consumers, the one with the most ready messages
-    // (nullptr when none has consumers), and that count: how far behind its consumers are.
-    // Valid until the vhost changes; depotd's flow control reads it at once.
-    const Queue* backlogQueue = nullptr;
-    std::uint64_t backlog = 0;
+    // The queues that received it, for depotd's flow control to see how far behind their
+    // consumers are. Valid until the vhost's next publish: read it at once.
+    std::span<const Queue* const> routed;
 };
 
 class Channel {

@@ -388,14 +388,10 @@ Result<PublishResult> Vhost::publish(const MessageRef& message, bool mandatory, 
     result.queues = routed_.size();
     result.returned = mandatory && routed_.empty();
     // enqueue() never routes: dead letters wait in deadLetters_ until settle().
-    for (Queue* q : routed_) {
+    for (Queue* q : routed_)
         result.rejected |= !q->enqueue(message, now);
-        if (q->consumerCount() > 0 && q->readyCount() > result.backlog) {
-            result.backlog = q->readyCount();
-            result.backlogQueue = q;
-        }
-    }
     settle(now);
+    result.routed = std::span<const Queue* const>(routed_.data(), routed_.size());
     return result;
 }
 
@@ -428,9 +424,10 @@ void Vhost::routeDeadLetter(const DeadLetter& letter, TimePoint now) {
     Exchange* x = exchange(letter.exchange);
     if (x == nullptr)
         return; // RabbitMQ drops dead letters whose exchange is missing
-    routed_.clear();
-    router_.route(*x, letter.message->routingKey, letter.message->properties.headers, routed_);
-    for (Queue* q : routed_)
+    deadLetterRouted_.clear();
+    router_.route(*x, letter.message->routingKey, letter.message->properties.headers,
+                  deadLetterRouted_);
+    for (Queue* q : deadLetterRouted_)
         if (!isAutomaticCycle(letter.message->deaths, q->name()))
             (void)q->enqueue(letter.message, now);
 }

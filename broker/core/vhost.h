@@ -147,6 +147,8 @@ private:
     std::unordered_map<Destination, std::unordered_map<Exchange*, std::uint32_t>> boundFrom_;
     Router router_;
     std::vector<Queue*> routed_; // scratch for publish, reused to avoid an allocation each time
+    // The same for dead letters: routed_ stays what the last publish reached (PublishResult).
+    std::vector<Queue*> deadLetterRouted_;
     std::set<std::pair<TimePoint, Queue*>> deadlines_;
     std::vector<DeadLetter> deadLetters_;
     std::vector<std::string> pendingQueueDeletes_;

@@ -11,6 +11,19 @@ std::uint64_t FlowControl::highFor(const core::Queue& queue) {
     return queue.options().durable && inMemory > 0 ? std::clamp(inMemory / 2, LEAST, HIGH) : HIGH;
 }
 
+FlowControl::Pressure FlowControl::pressure(std::span<const core::Queue* const> routed) {
+    Pressure pressure;
+    for (const core::Queue* queue : routed) {
+        // Below LEAST no mark is passed: one comparison for a queue that keeps up.
+        if (queue->readyCount() <= LEAST || queue->consumerCount() == 0)
+            continue;
+        pressure.behind |= queue->readyCount() > BEHIND;
+        if (pressure.over == nullptr && queue->readyCount() > highFor(*queue))
+            pressure.over = queue;
+    }
+    return pressure;
+}
+
 bool FlowControl::hold(const std::string& vhost, const core::Queue& queue,
                        std::weak_ptr<void> owner, Release release) {
     auto it = std::find_if(held_.begin(), held_.end(), [&](const Held& h) {

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,14 @@ public:
     static constexpr std::uint64_t LEAST = 1'000;
     static constexpr std::chrono::milliseconds TICK{20};
     static constexpr int STUCK_TICKS = 10; // 200 ms: a slow consumer's pause is not stuck
+
+    // What a publish's queues say: the first one with consumers past its highFor (nullptr if
+    // none), and whether any with consumers holds more than BEHIND.
+    struct Pressure {
+        const core::Queue* over = nullptr;
+        bool behind = false;
+    };
+    static Pressure pressure(std::span<const core::Queue* const> routed);
 
     // What a held connection does when it may read again.
     using Release = std::function<void()>;

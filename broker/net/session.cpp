@@ -486,15 +486,14 @@ void Session::handlePublish(std::uint64_t requestId, wire::Publish::Reader publi
         sendError(requestId, result.error());
         return;
     }
-    fillsBacklog_ = result->backlog > FlowControl::BEHIND;
-    if (result->backlogQueue != nullptr && !flowHeld_ &&
-        result->backlog > FlowControl::highFor(*result->backlogQueue) && onlyPublishes())
-        flowHeld_ =
-            server_.flow().hold(vhost_->name(), *result->backlogQueue, weak_from_this(), [this] {
-                flowHeld_ = false;
-                lastRead_ = SteadyClock::now(); // we were not reading: silence was ours
-                readMore();
-            });
+    const FlowControl::Pressure pressure = FlowControl::pressure(result->routed);
+    fillsBacklog_ = pressure.behind;
+    if (pressure.over != nullptr && !flowHeld_ && onlyPublishes())
+        flowHeld_ = server_.flow().hold(vhost_->name(), *pressure.over, weak_from_this(), [this] {
+            flowHeld_ = false;
+            lastRead_ = SteadyClock::now(); // we were not reading: silence was ours
+            readMore();
+        });
     if (result->returned) {
         send(0, [&](capnp::MessageBuilder& builder, wire::Frame::Builder f, Extras& x) {
             auto r = f.initReturned();

@@ -219,25 +219,25 @@ TEST_CASE("Vhost::publish takes a prebuilt message, and Channel::publish forward
     CHECK(second->message.get() == message.get());
 }
 
-TEST_CASE("a publish reports the backlog of the queue it reached that has consumers") {
+TEST_CASE("a publish names the queues it reached, dead letters aside") {
     Broker broker;
     Vhost& vhost = broker.defaultVhost();
     Channel& channel = vhost.openChannel();
-    declareQueue(channel, "stored"); // nobody consumes: a backlog here is storage, not lag
-    declareQueue(channel, "work");
+    declareQueue(channel, "a",
+                 queueOptions({{"x-max-length", std::int64_t{1}},
+                               {"x-dead-letter-exchange", std::string("")},
+                               {"x-dead-letter-routing-key", std::string("dead")}}));
+    declareQueue(channel, "b");
+    declareQueue(channel, "dead");
     declareExchange(channel, "both", ExchangeType::FANOUT);
-    DEPOT_REQUIRE_OK(channel.bindQueue("stored", "both", ""));
-    DEPOT_REQUIRE_OK(channel.bindQueue("work", "both", ""));
-    publishNumbered(channel, "stored", 1, 5);
-    const PublishResult toStored = publish(channel, "", "stored", "m6");
-    CHECK(toStored.backlogQueue == nullptr);
-    CHECK(toStored.backlog == 0);
-
-    RecordingSink sink;
-    consume(channel, "work", sink, consumeOptions("c", 2)); // prefetch 2, never acks
-    publishNumbered(channel, "work", 1, 4);                 // 2 taken, 2 ready
-    const PublishResult toBoth = publish(channel, "both", "", "m5");
-    REQUIRE(toBoth.backlogQueue != nullptr);
-    CHECK(toBoth.backlogQueue->name() == "work");
-    CHECK(toBoth.backlog == 3);
+    DEPOT_REQUIRE_OK(channel.bindQueue("a", "both", ""));
+    DEPOT_REQUIRE_OK(channel.bindQueue("b", "both", ""));
+    (void)publish(channel, "both", "", "m1");
+    // The second overflows "a": its head is dead-lettered to "dead" within this publish.
+    const PublishResult result = publish(channel, "both", "", "m2");
+    REQUIRE(result.routed.size() == 2);
+    CHECK(result.routed[0]->name() != result.routed[1]->name());
+    for (const Queue* q : result.routed)
+        CHECK((q->name() == "a" || q->name() == "b"));
+    CHECK(vhost.findQueue("dead")->readyCount() == 1);
 }
