@@ -110,14 +110,14 @@ SessionInfo Session::info() const {
     info.unacked = channel_ != nullptr ? channel_->unackedCount() : 0;
     info.consumers = channel_ != nullptr ? channel_->consumerCount() : 0;
     info.blocked = publishBlocked_;
-    info.flow = flowHeld_;
+    info.flow = heldByFlow();
     return info;
 }
 
 // --- reading ---
 
 void Session::readMore() {
-    if (reading_ || publishBlocked_ || flowHeld_ || state_ == State::CLOSING ||
+    if (reading_ || publishBlocked_ || heldByFlow() || state_ == State::CLOSING ||
         state_ == State::CLOSED)
         return;
     const std::span<std::byte> room = reader_.writable();
@@ -835,7 +835,7 @@ void Session::onTimer(const asio::error_code& error) {
         return;
     } else if (state_ == State::OPEN && heartbeat_.count() > 0) {
         // Only a reading connection can hear heartbeats: a blocked one is not judged.
-        if (!publishBlocked_ && !flowHeld_ && now - lastRead_ >= 2 * heartbeat_) {
+        if (!publishBlocked_ && !heldByFlow() && now - lastRead_ >= 2 * heartbeat_) {
             terminate("missed heartbeats from the client");
             return;
         }

@@ -131,6 +131,9 @@ private:
     std::size_t readChunk() const;
     // Has published and consumes nothing: flow control may hold it (see FlowControl).
     bool onlyPublishes() const;
+    // Not read because flow control holds it; a connection that started consuming in the read
+    // that got it held is read again at once (it must read its acks), held or not.
+    bool heldByFlow() const { return flowHeld_ && onlyPublishes(); }
     std::unique_ptr<capnp::word[]> scratch_ = std::make_unique<capnp::word[]>(SCRATCH_WORDS);
     bool reading_ = false;
     bool flowHeld_ = false;     // FlowControl holds this connection: no reads until it releases
