@@ -76,8 +76,8 @@ void publishSmall(RawClient& publisher, int count) {
 }
 
 // Makes `consumer` consume "q" with acks and this prefetch.
-void startConsumer(RawClient& consumer, std::uint32_t prefetch) {
-    consumer.hello();
+void startConsumer(RawClient& consumer, std::uint32_t prefetch, std::uint32_t heartbeat = 0) {
+    consumer.hello("guest", "guest", heartbeat);
     REQUIRE(consumer.nextKind() == wire::Frame::HELLO_OK);
     consumer.send(2, [](wire::Frame::Builder f) { f.initDeclareQueue().setName("q"); });
     REQUIRE(consumer.nextKind() == wire::Frame::DECLARE_QUEUE_OK);
@@ -198,4 +198,40 @@ TEST_CASE("a queue whose consumer requeues all it takes holds its publisher only
     requeueing.join();
     REQUIRE(answer == wire::Frame::CONFIRM);
     CHECK(readyIn(server, "q") > net::FlowControl::HIGH);
+}
+
+TEST_CASE("a publisher held longer than two heartbeat intervals is not taken for dead") {
+    net::ServerConfig config;
+    config.heartbeatSeconds = 1;
+    TestServer server(config);
+    constexpr int MESSAGES = static_cast<int>(net::FlowControl::HIGH) + 5'000;
+    RawClient consumer(server.port(), std::chrono::milliseconds(5000));
+    startConsumer(consumer, 100, 1);
+    std::atomic<int> delivered = 0;
+    std::thread consuming([&] { // at most 5,000 a second: draining to the release takes 3 s
+        while (delivered < MESSAGES) {
+            std::uint64_t tag = 0;
+            if (!consumer.receive([&](wire::Frame::Reader f) {
+                    if (f.which() == wire::Frame::DELIVER)
+                        tag = f.getDeliver().getMessage().getDeliveryTag();
+                }))
+                break;
+            if (tag == 0)
+                continue;
+            consumer.send(0, [&](wire::Frame::Builder f) { f.initAck().setDeliveryTag(tag); });
+            if (++delivered % 5 == 0)
+                std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+    });
+
+    // Silent but for its publishes, which the broker does not read while it holds them.
+    RawClient publisher(server.port(), std::chrono::milliseconds(10'000));
+    publisher.hello("guest", "guest", 1);
+    REQUIRE(publisher.nextKind() == wire::Frame::HELLO_OK);
+    publishSmall(publisher, MESSAGES);
+    publisher.send(9, [](wire::Frame::Builder f) { f.initPublish().setRoutingKey("nowhere"); });
+    const auto answer = publisher.nextKind();
+    consuming.join();
+    CHECK(answer == wire::Frame::CONFIRM);
+    CHECK(delivered == MESSAGES);
 }
