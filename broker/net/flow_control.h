@@ -5,8 +5,8 @@
 // draining it; it is read again once the queue is down to a quarter of that. The publisher
 // feels TCP's backpressure, and the backlog stays bounded, in memory that is reused, instead of
 // growing as fast as the publisher writes: in `depot-bench e2e --scenario 1to1-acks` it reached
-// 400,000 messages and 200 MB, and depotd spent a third more CPU per message (page faults of fresh
-// memory, colder caches). A wide band: each hold and release wakes the publisher's threads,
+// 415,000 messages and 213 MB, and depotd spent a quarter more CPU per message (page faults of
+// fresh memory, colder caches). A wide band: each hold and release wakes the publisher's threads,
 // and with 5,000 / 2,500 the clients' extra wake-ups cost more than depotd saved.
 //
 // Not a block: a queue whose ready messages do not fall for STUCK_TICKS while it holds
@@ -72,8 +72,6 @@ public:
     // Every TICK: check(), and a queue whose ready messages have not fallen for STUCK_TICKS
     // releases its connections and holds nobody until they fall again.
     void tick();
-
-    bool holding() const { return !held_.empty(); }
 
 private:
     struct Waiter {
