@@ -80,7 +80,7 @@ void FlowControl::tick() {
         if (ready < held.ready) {
             held.quietTicks = 0;
             held.stuck = false;
-        } else if (++held.quietTicks >= STUCK_TICKS && !held.stuck) {
+        } else if (!held.stuck && ++held.quietTicks >= STUCK_TICKS) { // counts no further
             held.stuck = true;
             stalled.push_back(i);
         }
