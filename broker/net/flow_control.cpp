@@ -17,7 +17,7 @@ FlowControl::Pressure FlowControl::pressure(std::span<const core::Queue* const> 
         // Below LEAST no mark is passed: one comparison for a queue that keeps up.
         if (queue->readyCount() <= LEAST || queue->consumerCount() == 0)
             continue;
-        pressure.behind |= queue->readyCount() > BEHIND;
+        pressure.behind |= queue->readyCount() > lowFor(*queue);
         if (pressure.over == nullptr && queue->readyCount() > highFor(*queue))
             pressure.over = queue;
     }
@@ -31,7 +31,7 @@ bool FlowControl::hold(const std::string& vhost, const core::Queue& queue,
     });
     if (it == held_.end()) {
         held_.push_back(
-            Held{vhost, queue.name(), highFor(queue) / 4, queue.readyCount(), 0, false, {}});
+            Held{vhost, queue.name(), lowFor(queue), queue.readyCount(), 0, false, {}});
         it = std::prev(held_.end());
     }
     if (it->stuck)

@@ -31,20 +31,24 @@ namespace depot::net {
 class FlowControl {
 public:
     static constexpr std::uint64_t HIGH = 20'000;
-    // Past this backlog a queue's consumers count as behind: before any hold, a connection that
-    // only publishes to it reads in small bites (Session::readChunk), for fairness.
-    static constexpr std::uint64_t BEHIND = 5'000;
     // A durable queue keeps in memory only its first inMemoryLength() ready messages (10,000
     // by default): past that, persistent ones page out and are read back from disk. So such a
     // queue holds its publishers at half of it: with 20,000, the persistent benchmark paged.
     // (At least LEAST: a queue told to keep a handful in memory would hold in lockstep.)
     static std::uint64_t highFor(const core::Queue& queue);
+    // A quarter of highFor: where a hold ends, and past which a queue's consumers count as
+    // behind: before any hold, a connection that only publishes to it reads in small bites
+    // (Session::readChunk), so their acks do not wait behind a large read's publishes. Relative
+    // to the queue's own mark: a fixed 5,000 never applied to a durable queue (held at 5,000),
+    // whose consumer's acks then waited behind 32 KiB of persistent publishes, each costing
+    // depotd about 2.5 µs: `depot-bench e2e --persistent` gained about a tenth.
+    static std::uint64_t lowFor(const core::Queue& queue) { return highFor(queue) / 4; }
     static constexpr std::uint64_t LEAST = 1'000;
     static constexpr std::chrono::milliseconds TICK{20};
     static constexpr int STUCK_TICKS = 10; // 200 ms: a slow consumer's pause is not stuck
 
     // What a publish's queues say: the first one with consumers past its highFor (nullptr if
-    // none), and whether any with consumers holds more than BEHIND.
+    // none), and whether any with consumers holds more than its lowFor.
     struct Pressure {
         const core::Queue* over = nullptr;
         bool behind = false;

@@ -124,7 +124,7 @@ private:
     // long while other connections (a consumer's acks) wait: fairness between connections.
     static constexpr std::size_t READ_CHUNK = 32 * 1024;
     // What a connection that only publishes reads per turn while the queue its last publish
-    // reached is behind its consumers (FlowControl::BEHIND), before flow control holds it: the
+    // reached is behind its consumers (FlowControl::lowFor), before flow control holds it: the
     // consumers get the loop more often, and the publisher feels TCP's backpressure sooner.
     // (Fanout to 10 queues without it: 0.72M instead of 1.05-1.19M deliveries/s.)
     static constexpr std::size_t PUBLISHER_CHUNK = 4 * 1024;
@@ -137,7 +137,7 @@ private:
     std::unique_ptr<capnp::word[]> scratch_ = std::make_unique<capnp::word[]>(SCRATCH_WORDS);
     bool reading_ = false;
     bool flowHeld_ = false;     // FlowControl holds this connection: no reads until it releases
-    bool fillsBacklog_ = false; // its last publish reached a queue FlowControl::BEHIND
+    bool fillsBacklog_ = false; // its last publish reached a queue past FlowControl::lowFor
     bool flushPosted_ = false;
     mutable bool consumersPaused_ = false; // acceptsMore() said no; resume when drained
     // Deliveries made from inside consume(), sent after its consumeOk.
