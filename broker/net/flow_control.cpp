@@ -30,8 +30,7 @@ bool FlowControl::hold(const std::string& vhost, const core::Queue& queue,
         return h.queue == queue.name() && h.vhost == vhost;
     });
     if (it == held_.end()) {
-        held_.push_back(
-            Held{vhost, queue.name(), lowFor(queue), queue.readyCount(), 0, false, {}});
+        held_.push_back(Held{vhost, queue.name(), lowFor(queue), queue.readyCount(), 0, false, {}});
         it = std::prev(held_.end());
     }
     if (it->stuck)
