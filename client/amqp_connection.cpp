@@ -4,6 +4,7 @@
 #include "client/amqp_codec.h"
 #include "client/amqp_frames.h"
 #include "client/dispatcher.h"
+#include "client/inline_handler.h"
 #include "client/topology.h"
 
 #include <amqp.h>
@@ -125,6 +126,7 @@ public:
     // --- the Connection API ---
 
     void close() override {
+        refuseInInlineHandler();
         if (closed_.exchange(true))
             return;
         {
@@ -226,6 +228,7 @@ public:
 
     Confirmation publishConfirmed(std::string_view exchange, std::string_view routingKey,
                                   std::string body, const PublishOptions& options) override {
+        refuseInInlineHandler();
         auto future = publishConfirmedAsync(exchange, routingKey, std::move(body), options);
         if (future.wait_for(options_.requestTimeout) != std::future_status::ready)
             throw Error(ErrorKind::TIMEOUT,
@@ -404,6 +407,8 @@ private:
     // Runs `work` under the mutex on a live link; rabbitmq-c refusals become Error. Buffered
     // publishes are written first, unless `work` is another publish.
     template <class F> auto locked(F&& work, bool publishes = false) -> decltype(work()) {
+        if (!publishes)
+            refuseInInlineHandler(); // a synchronous AMQP method: it waits for the answer
         if (closed_)
             throw Error(ErrorKind::CONNECTION_LOST, "the connection is closed");
         std::lock_guard lock(mutex_);

@@ -3,11 +3,14 @@
 #include "client/amqp_connection.h"
 #include "client/dispatcher.h"
 #include "client/embedded_connection.h"
+#include "client/inline_handler.h"
 #include "client/tcp_connection.h"
 
 #include <atomic>
 #include <future>
 #include <mutex>
+#include <optional>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 #include <variant>
@@ -15,30 +18,36 @@
 namespace depot::client {
 namespace {
 
-// Lets a consumer's handler calls through until its Consumer is cancelled. After close() returns
-// (called from any thread but the dispatcher's) the handler is not running and is not called
-// again, so it may capture what the Consumer's owner is about to destroy. From the dispatcher
-// thread no handler can be running but the caller, so close() does not wait there.
+// Lets a consumer's handler calls through until its Consumer is cancelled. Once close(true)
+// returns the handler is not running and is not called again, so it may capture what the
+// Consumer's owner is about to destroy; it does not wait for a call that its own thread is
+// making (a handler cancelling its own consumer).
 class Gate {
 public:
-    // On the dispatcher thread: runs `call` unless the gate is closed; says whether it ran.
+    // On the thread that runs the handler: runs `call` (which must not throw) unless the gate
+    // is closed; says whether it ran.
     template <class F> bool pass(F&& call) {
         std::lock_guard lock(running_);
         if (!open_)
             return false;
+        runner_ = std::this_thread::get_id();
         call();
+        runner_ = std::thread::id();
         return true;
     }
 
-    void close(bool onDispatcherThread) {
+    // `wait`: also for a call in progress on another thread. An inline handler does not wait
+    // (the call it would wait for may itself wait on the network thread it holds).
+    void close(bool wait) {
         open_ = false;
-        if (!onDispatcherThread)
-            std::lock_guard wait(running_); // for a handler call in progress
+        if (wait && runner_.load() != std::this_thread::get_id())
+            std::lock_guard lock(running_); // for a handler call in progress
     }
 
 private:
     std::mutex running_;
     std::atomic<bool> open_{true};
+    std::atomic<std::thread::id> runner_{};
 };
 
 // Deliveries received for one consumer and not yet handed to its handler. Handled ones are
@@ -175,6 +184,29 @@ void Consumer::cancel() {
         return; // never started, cancelled already, or the connection is gone (and with it
                 // the broker's side of the consumer)
     Connection::State& state = *connection->state_;
+    const auto closeGate = [&](bool wait) {
+        std::shared_ptr<Gate> gate;
+        {
+            std::lock_guard lock(state.gatesMutex);
+            auto it = state.gates.find(tag_);
+            if (it != state.gates.end()) {
+                gate = std::move(it->second);
+                state.gates.erase(it);
+            }
+        }
+        if (gate)
+            gate->close(wait);
+    };
+    if (inInlineHandler()) {
+        // Cannot wait for the broker here: deliveries stop now (those still coming go back to
+        // the queue), and the dispatcher thread tells the broker.
+        closeGate(false);
+        state.dispatcher.post([weak = std::weak_ptr<Connection>(connection), tag = tag_] {
+            if (std::shared_ptr<Connection> c = weak.lock())
+                Consumer(c, tag).cancel();
+        });
+        return;
+    }
     try {
         connection->cancelConsumer(tag_);
     } catch (const Error& e) {
@@ -186,17 +218,7 @@ void Consumer::cancel() {
     }
     // After the broker stopped sending: deliveries still queued for the handler are dropped
     // (and requeued), and a handler call in progress is waited for.
-    std::shared_ptr<Gate> gate;
-    {
-        std::lock_guard lock(state.gatesMutex);
-        auto it = state.gates.find(tag_);
-        if (it != state.gates.end()) {
-            gate = std::move(it->second);
-            state.gates.erase(it);
-        }
-    }
-    if (gate)
-        gate->close(state.dispatcher.onDispatcherThread());
+    closeGate(true);
     // `connection` may be the last reference: the connection closes here, on this thread.
 }
 
@@ -236,73 +258,88 @@ Consumer Connection::consume(std::string_view queue, Handler handler,
                              const ConsumeOptions& options) {
     auto gate = std::make_shared<Gate>();
     auto userHandler = std::make_shared<const Handler>(std::move(handler));
-    Dispatcher* dispatcher = &state_->dispatcher; // the transport calls `raw` only while open
     std::weak_ptr<Connection> weak = weak_from_this();
-    // Deliveries wait in the consumer's mailbox; one dispatcher task drains whatever has
-    // arrived, so a busy consumer costs one task (one allocation, one lock) per batch, not per
-    // delivery. Order holds per consumer.
-    auto mailbox = std::make_shared<Mailbox>();
-    auto drain = [gate, userHandler, weak, mailbox] {
-        std::vector<Delivery> batch;
-        std::size_t count = 0;
-        for (;;) {
+    // One delivery to the handler, through the gate: one that comes after the consumer was
+    // cancelled goes back to its queue; a handler that throws leaves the delivery as it left it
+    // (unsettled unless it settled it), as in AMQP clients, and the application hears of it.
+    const bool inlineHandler = options.inlineHandler;
+    auto handOver = [gate, userHandler, weak, inlineHandler](Delivery& delivery) {
+        std::exception_ptr failure;
+        const bool ran = gate->pass([&] {
+            std::optional<InlineHandlerScope> scope;
+            if (inlineHandler)
+                scope.emplace();
+            try {
+                (*userHandler)(delivery);
+            } catch (...) {
+                failure = std::current_exception();
+            }
+        });
+        if (!ran) {
+            delivery.reject(true);
+        } else if (failure) {
+            if (std::shared_ptr<Connection> connection = weak.lock())
+                connection->notifyError(Error(ErrorKind::HANDLER_FAILED,
+                                              "the handler of consumer '" + delivery.consumerTag() +
+                                                  "' threw: " + describeFailure(failure)));
+        }
+        if (std::string& body = DeliveryFields(delivery).body();
+            body.capacity() > Mailbox::KEPT_BODY_BYTES)
+            body = std::string(); // too large to keep for reuse
+    };
+    RawHandler raw;
+    if (inlineHandler && runsInlineHandlers()) {
+        // On the transport's thread, as each delivery is read: one Delivery, filled again by
+        // each (its strings keep their capacity), and no hand-off.
+        auto slot = std::make_shared<Delivery>();
+        raw = [handOver, slot](FillDelivery fill) {
+            fill(*slot);
+            handOver(*slot);
+        };
+    } else {
+        // Deliveries wait in the consumer's mailbox; one dispatcher task drains whatever has
+        // arrived, so a busy consumer costs one task (one allocation, one lock) per batch, not
+        // per delivery. Order holds per consumer.
+        auto mailbox = std::make_shared<Mailbox>();
+        auto drain = [handOver, mailbox] {
+            std::vector<Delivery> batch;
+            std::size_t count = 0;
+            for (;;) {
+                {
+                    std::lock_guard lock(mailbox->mutex);
+                    if (batch.size() > mailbox->spare.size())
+                        mailbox->spare.swap(batch);
+                    if (mailbox->filled == 0) {
+                        mailbox->scheduled = false;
+                        return;
+                    }
+                    batch.swap(mailbox->filling);
+                    count = std::exchange(mailbox->filled, 0);
+                    mailbox->filling.swap(mailbox->spare);
+                }
+                for (std::size_t i = 0; i < count; ++i)
+                    handOver(batch[i]);
+                if (batch.size() > Mailbox::KEPT_DELIVERIES)
+                    batch.resize(Mailbox::KEPT_DELIVERIES);
+            }
+        };
+        // Posted as one shared pointer (one small allocation and one reference count, not a
+        // copy of its captures): a consumer that gets one delivery per read (one of many on its
+        // connection) posts a drain each time.
+        auto drainTask = std::make_shared<const decltype(drain)>(std::move(drain));
+        Dispatcher* dispatcher = &state_->dispatcher; // the transport calls `raw` only while open
+        raw = [dispatcher, mailbox, drainTask](FillDelivery fill) {
             {
                 std::lock_guard lock(mailbox->mutex);
-                if (batch.size() > mailbox->spare.size())
-                    mailbox->spare.swap(batch);
-                if (mailbox->filled == 0) {
-                    mailbox->scheduled = false;
+                fill(mailbox->next());
+                ++mailbox->filled; // not if fill threw
+                if (mailbox->scheduled)
                     return;
-                }
-                batch.swap(mailbox->filling);
-                count = std::exchange(mailbox->filled, 0);
-                mailbox->filling.swap(mailbox->spare);
+                mailbox->scheduled = true;
             }
-            for (std::size_t i = 0; i < count; ++i) {
-                Delivery& delivery = batch[i];
-                std::exception_ptr failure;
-                const bool ran = gate->pass([&] {
-                    try {
-                        (*userHandler)(delivery);
-                    } catch (...) {
-                        failure = std::current_exception();
-                    }
-                });
-                if (!ran) {
-                    // Cancelled before the application saw it: give it back to the queue.
-                    delivery.reject(true);
-                } else if (failure) {
-                    // The delivery stays as the handler left it (unsettled unless it settled
-                    // it), as in AMQP clients; the application hears of the failure.
-                    if (std::shared_ptr<Connection> connection = weak.lock())
-                        connection->notifyError(Error(ErrorKind::HANDLER_FAILED,
-                                                      "the handler of consumer '" +
-                                                          delivery.consumerTag() +
-                                                          "' threw: " + describeFailure(failure)));
-                }
-                if (std::string& body = DeliveryFields(delivery).body();
-                    body.capacity() > Mailbox::KEPT_BODY_BYTES)
-                    body = std::string(); // too large to keep for reuse
-            }
-            if (batch.size() > Mailbox::KEPT_DELIVERIES)
-                batch.resize(Mailbox::KEPT_DELIVERIES);
-        }
-    };
-    // Posted as one shared pointer (one small allocation and one reference count, not a copy
-    // of four captures): a consumer that gets one delivery per read (one of many on its
-    // connection) posts a drain each time.
-    auto drainTask = std::make_shared<const decltype(drain)>(std::move(drain));
-    RawHandler raw = [dispatcher, mailbox, drainTask](FillDelivery fill) {
-        {
-            std::lock_guard lock(mailbox->mutex);
-            fill(mailbox->next());
-            ++mailbox->filled; // not if fill threw
-            if (mailbox->scheduled)
-                return;
-            mailbox->scheduled = true;
-        }
-        dispatcher->post([drainTask] { (*drainTask)(); });
-    };
+            dispatcher->post([drainTask] { (*drainTask)(); });
+        };
+    }
     std::string tag = startConsumer(queue, std::move(raw), options);
     bool shutDown = false;
     {
@@ -312,12 +349,13 @@ Consumer Connection::consume(std::string_view queue, Handler handler,
             state_->gates[tag] = gate;
     }
     if (shutDown)
-        gate->close(state_->dispatcher.onDispatcherThread());
+        gate->close(!inInlineHandler());
     return Consumer(weak_from_this(), std::move(tag));
 }
 
 Reply Connection::request(std::string_view exchange, std::string_view routingKey, std::string body,
                           std::chrono::milliseconds timeout, Properties properties) {
+    refuseInInlineHandler();
     State& state = *state_;
     std::string replyTo;
     {
@@ -402,6 +440,13 @@ Reply Connection::request(std::string_view exchange, std::string_view routingKey
 Consumer Connection::serve(std::string_view queue, Responder responder, std::uint32_t prefetch) {
     ConsumeOptions options;
     options.prefetch = prefetch;
+    return serve(queue, std::move(responder), options);
+}
+
+Consumer Connection::serve(std::string_view queue, Responder responder,
+                           const ConsumeOptions& consumeOptions) {
+    ConsumeOptions options = consumeOptions;
+    options.noAck = false; // acked once answered
     std::weak_ptr<Connection> weak = weak_from_this();
     std::string queueName(queue);
     return consume(
@@ -530,9 +575,8 @@ void Connection::shutdownDispatcher() {
     // First the requests, so that a handler waiting for a reply returns; then the gates:
     // deliveries not yet handled are dropped (the broker requeued them when the channel closed).
     resetRequests(connectionClosed());
-    const bool fromTask = state_->dispatcher.onDispatcherThread();
     for (auto& entry : gates)
-        entry.second->close(fromTask);
+        entry.second->close(true); // not for a handler of this thread's (destroyed from it)
     state_->dispatcher.stop();
 }
 

@@ -1,5 +1,7 @@
 #include "client/embedded_connection.h"
 
+#include "client/inline_handler.h"
+
 #include "broker/core/broker.h"
 #include "broker/core/names.h"
 #include "broker/core/queue_options.h"
@@ -231,6 +233,7 @@ public:
     }
 
     void close() override {
+        refuseInInlineHandler();
         if (closed_.exchange(true))
             return;
         std::exception_ptr failure;
@@ -355,6 +358,15 @@ public:
         });
     }
 
+    // Answered before it returns (the broker thread never waits for another), which an inline
+    // handler may wait for, as it may call publishConfirmedAsync over every transport.
+    std::future<Confirmation> publishConfirmedAsync(std::string_view exchange,
+                                                    std::string_view routingKey, std::string body,
+                                                    const PublishOptions& options) override {
+        const InlineHandlerScope allowed(false);
+        return Connection::publishConfirmedAsync(exchange, routingKey, std::move(body), options);
+    }
+
     Confirmation publishConfirmed(std::string_view exchange, std::string_view routingKey,
                                   std::string body, const PublishOptions& options) override {
         core::MessageRef message = core::makeMessage(std::string(exchange), std::string(routingKey),
@@ -463,6 +475,7 @@ private:
     // An operation on the open channel, with the request timeout.
     template <class F, class R = std::invoke_result_t<F&, Link&, core::Channel&, core::TimePoint>>
     R call(const char* what, F fn) {
+        refuseInInlineHandler();
         if (closed_)
             throw connectionClosed();
         return onBroker(

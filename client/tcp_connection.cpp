@@ -3,6 +3,7 @@
 #include "client/ack_coalescer.h"
 
 #include "client/dispatcher.h"
+#include "client/inline_handler.h"
 #include "client/pending_requests.h"
 #include "client/topology.h"
 #include "protocol/convert.h"
@@ -120,6 +121,7 @@ public:
     // --- the Connection API ---
 
     void close() override {
+        refuseInInlineHandler();
         if (closed_.exchange(true) || !thread_.joinable())
             return;
         {
@@ -321,6 +323,10 @@ public:
     }
 
 protected:
+    // Inline handlers run in handleFrame, on the io thread: acks and publishes from there are
+    // appended to the outbox and written after the read (or at once: a reply), never waited on.
+    bool runsInlineHandlers() const override { return true; }
+
     std::string startConsumer(std::string_view queue, RawHandler handler,
                               const ConsumeOptions& options) override {
         auto record = std::make_shared<ConsumerRecord>(
@@ -696,6 +702,7 @@ private:
 
     // Sends a request on the io thread and blocks the caller until `extract` has read the answer.
     template <class T, class Extract> T call(Fill fill, Extract extract) {
+        refuseInInlineHandler();
         if (onIoThread())
             throw Error(ErrorKind::INVALID_ARGUMENT,
                         "blocking call on the connection's network thread");
@@ -1194,7 +1201,9 @@ private:
                     rejectUntracked(d.getMessage().getDeliveryTag());
                 return;
             }
-            // The handler only fills a Delivery and posts it on: it cannot change consumers_.
+            // The handler fills a Delivery and posts it on, or (inline) runs the application's
+            // handler, which cannot change consumers_ either: consume() is refused there, and a
+            // cancel reaches this thread as a task of its own.
             const ConsumerRecord& consumer = *it->second;
             const bool needsAck = !consumer.options.noAck;
             consumer.handler(
