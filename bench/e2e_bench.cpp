@@ -322,7 +322,13 @@ RoundTrips rpc(const std::string& url, const E2eOptions& options) {
     auto server = client::Connection::open(url);
     auto caller = client::Connection::open(url);
     server->declareQueue("bench.rpc");
-    auto responder = server->serve("bench.rpc", [](const client::Delivery& d) { return d.body(); });
+    // An echo never blocks: an inline responder (over depot://, on the network thread; over
+    // amqp:// on the dispatcher thread, as any responder there).
+    client::ConsumeOptions inlineResponder;
+    inlineResponder.prefetch = 16;
+    inlineResponder.inlineHandler = true;
+    auto responder = server->serve(
+        "bench.rpc", [](const client::Delivery& d) { return d.body(); }, inlineResponder);
     const std::string body(options.body, 'x');
     std::vector<double> micros;
     micros.reserve(options.rpcCalls);
