@@ -1,5 +1,7 @@
 #include "client/confirm_window.h"
 
+#include "client/inline_handler.h"
+
 #include <condition_variable>
 #include <mutex>
 #include <string>
@@ -58,6 +60,7 @@ ConfirmWindow::~ConfirmWindow() = default;
 
 void ConfirmWindow::publish(std::string_view exchange, std::string_view routingKey,
                             std::string body, const PublishOptions& options) {
+    refuseInInlineHandler(); // it waits when the window is full: always refused there
     {
         std::unique_lock lock(state_->mutex);
         state_->waitFor(lock, limit_ - 1, timeout_);
@@ -74,6 +77,7 @@ void ConfirmWindow::publish(std::string_view exchange, std::string_view routingK
 }
 
 ConfirmTally ConfirmWindow::wait() {
+    refuseInInlineHandler();
     std::unique_lock lock(state_->mutex);
     state_->waitFor(lock, 0, timeout_);
     return std::exchange(state_->tally, ConfirmTally{});

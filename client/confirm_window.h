@@ -14,7 +14,9 @@
 // publish() waits while `limit` publishes are unsettled. A publish is settled when the broker
 // confirms it (ack), refuses it (nack: x-overflow reject-publish, a disk that could not write
 // it) or cannot be told of it (the link broke, an error): the tally counts each. Not
-// thread-safe: one publisher thread per window (several windows may share a connection).
+// thread-safe: one publisher thread per window (several windows may share a connection). Not
+// from an inline handler (ConsumeOptions::inlineHandler), which must not wait for the broker:
+// publish() and wait() throw Error(INVALID_ARGUMENT) there.
 
 #include "client/connection.h"
 

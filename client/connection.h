@@ -100,9 +100,11 @@ struct ConsumeOptions {
     // never block: while one runs, the connection reads nothing else. It may read the delivery,
     // ack, nack or reject it, publish, publishConfirmedAsync and cancel consumers (the broker's
     // side of a cancel then completes on the dispatcher thread), but a call that waits for the
-    // broker (declare, delete, bind, purge, get, publishConfirmed, request, consume, close)
-    // throws Error(INVALID_ARGUMENT) there, over every transport. embedded: and amqp:// run it
-    // on the dispatcher thread, under the same rules.
+    // broker (declare, delete, bind, purge, get, publishConfirmed, request, consume, close, a
+    // ConfirmWindow) throws Error(INVALID_ARGUMENT) there, over every transport; dropping the
+    // last reference to the connection there is allowed (it is then destroyed on the
+    // dispatcher thread). embedded: and amqp:// run it on the dispatcher thread, under the
+    // same rules.
     bool inlineHandler = false;
 };
 

@@ -605,6 +605,16 @@ private:
 
     // --- threads ---
 
+public:
+    // The shared_ptr's deleter (see openTcpConnection).
+    static void destroy(TcpConnection* connection) {
+        if (connection->onIoThread())
+            connection->dispatcher().post([connection] { delete connection; });
+        else
+            delete connection;
+    }
+
+private:
     bool onIoThread() const { return std::this_thread::get_id() == thread_.get_id(); }
 
     void stopThread() {
@@ -1455,7 +1465,11 @@ void AckLink::reject(std::uint64_t tag, bool requeue) {
 
 std::shared_ptr<Connection> openTcpConnection(const BrokerUrl& url,
                                               const ConnectionOptions& options) {
-    auto connection = std::make_shared<TcpConnection>(url, options);
+    // Destroyed off its io thread: an inline handler (on that thread) may drop the last
+    // reference, and the read in progress there still uses the connection after the handler
+    // returns. The dispatcher thread destroys it then, as when a dispatched handler drops it.
+    std::shared_ptr<TcpConnection> connection(new TcpConnection(url, options),
+                                              [](TcpConnection* c) { TcpConnection::destroy(c); });
     connection->start();
     return connection;
 }

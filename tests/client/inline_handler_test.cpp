@@ -233,3 +233,28 @@ TEST_CASE("over depot:// an inline handler runs while the dispatcher thread is b
     (void)connection->publishConfirmed("", "fast", "inline");
     CHECK(inlineSeen.waitFor(1, std::chrono::seconds(2)));
 }
+
+TEST_CASE("an inline handler may drop the last reference to its own connection") {
+    forEachUrl([](const std::string& url) {
+        Inbox<std::string> done;
+        auto observer = Connection::open(url);
+        observer->declareQueue("q");
+        (void)observer->publishConfirmed("", "q", "last words");
+        std::shared_ptr<Connection> worker = Connection::open(url);
+        std::promise<void> started;
+        std::shared_future<void> ready = started.get_future().share();
+        Connection::Handler handler = [&worker, &done, ready](Delivery& d) {
+            ready.wait(); // until consume() has returned: the test no longer touches `worker`
+            d.ack();
+            std::shared_ptr<Connection> last = std::move(worker);
+            last.reset(); // the connection goes, though this thread is the one reading it
+            done.push(d.body());
+        };
+        Consumer consumer = worker->consume("q", std::move(handler), inlineOptions());
+        started.set_value();
+        REQUIRE(done.waitFor(1));
+        CHECK(done.at(0) == "last words");
+        CHECK(eventually([&] { return observer->get("q", true) == std::nullopt; }));
+        consumer.cancel(); // its connection is gone: nothing to do
+    });
+}
