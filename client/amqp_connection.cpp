@@ -109,7 +109,12 @@ public:
     }
 
     ~AmqpConnection() override {
-        close();
+        {
+            // Allowed from an inline handler that dropped the last reference: closing waits
+            // for RabbitMQ, but on the dispatcher thread, where that handler runs.
+            const InlineHandlerScope allowed(false);
+            close();
+        }
         stopReader();
         shutdownDispatcher();
         ::close(wakeFd_);

@@ -184,30 +184,12 @@ void Consumer::cancel() {
         return; // never started, cancelled already, or the connection is gone (and with it
                 // the broker's side of the consumer)
     Connection::State& state = *connection->state_;
-    const auto closeGate = [&](bool wait) {
-        std::shared_ptr<Gate> gate;
-        {
-            std::lock_guard lock(state.gatesMutex);
-            auto it = state.gates.find(tag_);
-            if (it != state.gates.end()) {
-                gate = std::move(it->second);
-                state.gates.erase(it);
-            }
-        }
-        if (gate)
-            gate->close(wait);
-    };
-    if (inInlineHandler()) {
-        // Cannot wait for the broker here: deliveries stop now (those still coming go back to
-        // the queue), and the dispatcher thread tells the broker.
-        closeGate(false);
-        state.dispatcher.post([weak = std::weak_ptr<Connection>(connection), tag = tag_] {
-            if (std::shared_ptr<Connection> c = weak.lock())
-                Consumer(c, tag).cancel();
-        });
-        return;
-    }
+    // From an inline handler too: no transport's cancel waits on the thread an inline handler
+    // holds (over depot:// it is a task for the network thread, elsewhere such a handler runs
+    // on the dispatcher thread, which may wait).
+    const bool fromInlineHandler = inInlineHandler();
     try {
+        const InlineHandlerScope allowed(false);
         connection->cancelConsumer(tag_);
     } catch (const Error& e) {
         if (e.kind() != ErrorKind::CONNECTION_LOST)
@@ -216,10 +198,23 @@ void Consumer::cancel() {
         connection->notifyError(Error(ErrorKind::HANDLER_FAILED,
                                       "cancelling consumer '" + tag_ + "' failed: " + e.what()));
     }
-    // After the broker stopped sending: deliveries still queued for the handler are dropped
-    // (and requeued), and a handler call in progress is waited for.
-    closeGate(true);
-    // `connection` may be the last reference: the connection closes here, on this thread.
+    // After the broker stopped sending (over depot://, from the network thread: once this
+    // read is done): deliveries still queued for the handler are dropped (and requeued), and a
+    // handler call in progress on another thread is waited for, unless this is an inline
+    // handler (that call may be waiting for the network thread this one holds).
+    std::shared_ptr<Gate> gate;
+    {
+        std::lock_guard lock(state.gatesMutex);
+        auto it = state.gates.find(tag_);
+        if (it != state.gates.end()) {
+            gate = std::move(it->second);
+            state.gates.erase(it);
+        }
+    }
+    if (gate)
+        gate->close(!fromInlineHandler);
+    // `connection` may be the last reference: the connection closes here, on this thread (over
+    // depot://, from its network thread, on its dispatcher thread instead).
 }
 
 // --- Connection ---
@@ -349,7 +344,7 @@ Consumer Connection::consume(std::string_view queue, Handler handler,
             state_->gates[tag] = gate;
     }
     if (shutDown)
-        gate->close(!inInlineHandler());
+        gate->close(true);
     return Consumer(weak_from_this(), std::move(tag));
 }
 

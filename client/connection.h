@@ -9,7 +9,8 @@
 // handler may itself make blocking calls on the same connection. Each consumer's deliveries
 // reach its handler in the order the broker sent them. A consumer may instead ask for an inline
 // handler (ConsumeOptions::inlineHandler): short, never waiting for the broker, run without the
-// hand-off to the dispatcher thread.
+// hand-off to the dispatcher thread (over depot://, on the network thread: one at a time with
+// the connection's other inline handlers, alongside its dispatched ones).
 
 #include "client/delivery.h"
 #include "client/error.h"
@@ -95,16 +96,19 @@ struct ConsumeOptions {
     bool exclusive = false;
     // Over depot://, the handler runs on the connection's network thread as each delivery is
     // read, instead of on the dispatcher thread: no thread hand-off per batch of deliveries
-    // (which on a busy machine costs more than a short handler), so a consumer spends about a
-    // third less CPU per delivery and an RPC responder answers sooner. For short handlers that
-    // never block: while one runs, the connection reads nothing else. It may read the delivery,
-    // ack, nack or reject it, publish, publishConfirmedAsync and cancel consumers (the broker's
-    // side of a cancel then completes on the dispatcher thread), but a call that waits for the
-    // broker (declare, delete, bind, purge, get, publishConfirmed, request, consume, close, a
-    // ConfirmWindow) throws Error(INVALID_ARGUMENT) there, over every transport; dropping the
-    // last reference to the connection there is allowed (it is then destroyed on the
-    // dispatcher thread). embedded: and amqp:// run it on the dispatcher thread, under the
-    // same rules.
+    // (which on a busy machine costs more than a short handler), so a consumer spends up to a
+    // quarter less CPU per delivery and an RPC responder answers sooner. For short handlers
+    // that never block: while one runs, the connection reads nothing else. It may read the
+    // delivery, ack, nack or reject it, publish, publishConfirmedAsync and cancel consumers,
+    // but a call that waits for the broker (declare, delete, bind, purge, get,
+    // publishConfirmed, request, consume, close, a ConfirmWindow) throws
+    // Error(INVALID_ARGUMENT) there, over every transport. Dropping the last reference to a
+    // connection there is allowed (a depot:// one is then destroyed on its dispatcher thread).
+    // Mind that its publishes on its own connection are not held back by a full socket (bound
+    // them with prefetch), that one to another depot:// connection waits while that one's
+    // socket is full, and that a cancel from it does not wait for a call of that consumer's
+    // handler in progress on another thread. embedded: and amqp:// run it on the dispatcher
+    // thread, under the same rules.
     bool inlineHandler = false;
 };
 

@@ -82,6 +82,8 @@ public:
 
     ~TcpConnection() override {
         try {
+            // Never in an inline handler (see destroy()), but close() must not refuse here.
+            const InlineHandlerScope allowed(false);
             close();
         } catch (...) {
             // closing is best effort when the connection is being destroyed
@@ -608,7 +610,7 @@ private:
 public:
     // The shared_ptr's deleter (see openTcpConnection).
     static void destroy(TcpConnection* connection) {
-        if (connection->onIoThread())
+        if (connection->onIoThread() || inInlineHandler())
             connection->dispatcher().post([connection] { delete connection; });
         else
             delete connection;
@@ -1465,9 +1467,10 @@ void AckLink::reject(std::uint64_t tag, bool requeue) {
 
 std::shared_ptr<Connection> openTcpConnection(const BrokerUrl& url,
                                               const ConnectionOptions& options) {
-    // Destroyed off its io thread: an inline handler (on that thread) may drop the last
+    // Never destroyed in an inline handler: one on this connection's io thread may drop the last
     // reference, and the read in progress there still uses the connection after the handler
-    // returns. The dispatcher thread destroys it then, as when a dispatched handler drops it.
+    // returns; one of another connection's would wait for this one's close and threads. Its
+    // dispatcher thread destroys it then, as when a dispatched handler drops it.
     std::shared_ptr<TcpConnection> connection(new TcpConnection(url, options),
                                               [](TcpConnection* c) { TcpConnection::destroy(c); });
     connection->start();

@@ -30,6 +30,12 @@ using depot::tests::readyCount;
 
 namespace {
 
+std::uint64_t consumersOf(Connection& connection, const std::string& queue) {
+    depot::client::QueueDeclareOptions passive;
+    passive.passive = true;
+    return connection.declareQueue(queue, passive).consumerCount;
+}
+
 ConsumeOptions inlineOptions(std::uint32_t prefetch = 0) {
     ConsumeOptions options;
     options.inlineHandler = true;
@@ -155,6 +161,8 @@ TEST_CASE("an inline handler may cancel its own consumer: what comes after goes 
             inlineOptions()));
         started.set_value();
         REQUIRE(seen.waitFor(1));
+        CHECK(eventually([&] { return consumersOf(*connection, "q") == 0; }));
+        // Once no consumer is left, the others come back to the queue (as they are rejected).
         CHECK(eventually([&] { return readyCount(*connection, "q") == 19; }));
         CHECK(seen.items() == std::vector<std::string>{"m0"});
         auto next = connection->get("q");
@@ -254,7 +262,9 @@ TEST_CASE("an inline handler may drop the last reference to its own connection")
         started.set_value();
         REQUIRE(done.waitFor(1));
         CHECK(done.at(0) == "last words");
-        CHECK(eventually([&] { return observer->get("q", true) == std::nullopt; }));
+        // Gone, and its ack reached the broker first (else the close would have requeued it).
+        CHECK(eventually([&] { return consumersOf(*observer, "q") == 0; }));
+        CHECK(readyCount(*observer, "q") == 0);
         consumer.cancel(); // its connection is gone: nothing to do
     });
 }

@@ -52,37 +52,46 @@ ConnectionOptions quickReconnect() {
 } // namespace
 
 TEST_CASE("after depotd restarts, topology is declared again and consumers resume") {
-    std::optional<tests::TestServer> server;
-    server.emplace();
-    const unsigned short port = server->port();
-    const std::string url = server->url();
+    for (const bool inlineHandler : {false, true}) { // dispatched, and on the network thread
+        CAPTURE(inlineHandler);
+        std::optional<tests::TestServer> server;
+        server.emplace();
+        const unsigned short port = server->port();
+        const std::string url = server->url();
 
-    EventLog events;
-    auto connection = Connection::open(url, quickReconnect());
-    connection->onEvent(events.recorder());
-    connection->declareExchange("events", ExchangeType::TOPIC);
-    connection->declareQueue("audit");
-    connection->bindQueue("audit", "events", "parcel.#");
-    std::atomic<int> received{0};
-    auto consumer = connection->consume("audit", [&](Delivery& d) {
-        ++received;
-        d.ack();
-    });
+        EventLog events;
+        auto connection = Connection::open(url, quickReconnect());
+        connection->onEvent(events.recorder());
+        connection->declareExchange("events", ExchangeType::TOPIC);
+        connection->declareQueue("audit");
+        connection->bindQueue("audit", "events", "parcel.#");
+        std::atomic<int> received{0};
+        client::ConsumeOptions options;
+        options.inlineHandler = inlineHandler;
+        auto consumer = connection->consume(
+            "audit",
+            [&](Delivery& d) {
+                ++received;
+                d.ack();
+            },
+            options);
 
-    server.reset(); // the broker goes away (and with it every queue and binding)
-    REQUIRE(tests::eventually([&] { return events.count(ConnectionEvent::DISCONNECTED) > 0; }));
+        server.reset(); // the broker goes away (and with it every queue and binding)
+        REQUIRE(tests::eventually([&] { return events.count(ConnectionEvent::DISCONNECTED) > 0; }));
 
-    server.emplace(net::ServerConfig{}, port); // a fresh broker on the same port
-    REQUIRE(tests::eventually([&] { return events.count(ConnectionEvent::RECONNECTED) > 0; },
-                              std::chrono::seconds(10)));
+        server.emplace(net::ServerConfig{}, port); // a fresh broker on the same port
+        REQUIRE(tests::eventually([&] { return events.count(ConnectionEvent::RECONNECTED) > 0; },
+                                  std::chrono::seconds(10)));
 
-    // The queue, the binding and the consumer are back: a message from another client arrives.
-    auto publisher = Connection::open(url);
-    const Confirmation confirmation = publisher->publishConfirmed("events", "parcel.eu.1", "hi");
-    CHECK(confirmation.queues == 1);
-    CHECK(tests::eventually([&] { return received.load() == 1; }));
-    // And the reconnected connection works for new calls.
-    CHECK(connection->declareQueue("after").name == "after");
+        // The queue, the binding and the consumer are back: a message from another client arrives.
+        auto publisher = Connection::open(url);
+        const Confirmation confirmation =
+            publisher->publishConfirmed("events", "parcel.eu.1", "hi");
+        CHECK(confirmation.queues == 1);
+        CHECK(tests::eventually([&] { return received.load() == 1; }));
+        // And the reconnected connection works for new calls.
+        CHECK(connection->declareQueue("after").name == "after");
+    }
 }
 
 // amqp:// when the link to RabbitMQ breaks (a proxy cuts it): RabbitMQ deletes the connection's
