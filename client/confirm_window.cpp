@@ -2,6 +2,7 @@
 
 #include "client/inline_handler.h"
 
+#include <algorithm>
 #include <condition_variable>
 #include <mutex>
 #include <string>
@@ -63,7 +64,8 @@ void ConfirmWindow::publish(std::string_view exchange, std::string_view routingK
     refuseInInlineHandler(); // it waits when the window is full: always refused there
     {
         std::unique_lock lock(state_->mutex);
-        state_->waitFor(lock, limit_ - 1, timeout_);
+        if (state_->unsettled >= limit_)
+            state_->waitFor(lock, limit_ - std::max<std::size_t>(1, limit_ / 4), timeout_);
         ++state_->unsettled;
     }
     try {

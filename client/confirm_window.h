@@ -11,7 +11,9 @@
 //     const depot::client::ConfirmTally tally = window.wait(); // all settled
 //     if (!tally.allAcked()) ...                               // nacked or failed: publish again
 //
-// publish() waits while `limit` publishes are unsettled. A publish is settled when the broker
+// Never more than `limit` publishes are unsettled: once `limit` are, publish() waits until a
+// quarter of them are settled (confirms come in batches, one per fsync; waking the publisher
+// for each made it spend a seventh more CPU per message). A publish is settled when the broker
 // confirms it (ack), refuses it (nack: x-overflow reject-publish, a disk that could not write
 // it) or cannot be told of it (the link broke, an error): the tally counts each. Not
 // thread-safe: one publisher thread per window (several windows may share a connection). Not
