@@ -30,9 +30,10 @@ public:
         std::lock_guard lock(running_);
         if (!open_)
             return false;
-        runner_ = std::this_thread::get_id();
+        // Relaxed: only the runner stores its id here, and close() compares it with its own.
+        runner_.store(std::this_thread::get_id(), std::memory_order_relaxed);
         call();
-        runner_ = std::thread::id();
+        runner_.store(std::thread::id(), std::memory_order_relaxed);
         return true;
     }
 
@@ -40,7 +41,7 @@ public:
     // (the call it would wait for may itself wait on the network thread it holds).
     void close(bool wait) {
         open_ = false;
-        if (wait && runner_.load() != std::this_thread::get_id())
+        if (wait && runner_.load(std::memory_order_relaxed) != std::this_thread::get_id())
             std::lock_guard lock(running_); // for a handler call in progress
     }
 
