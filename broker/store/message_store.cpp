@@ -4,6 +4,7 @@
 #include "broker/store/write_all.h"
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -32,13 +33,18 @@ StoreError ioError(const std::string& what, const std::filesystem::path& path) {
     return StoreError(what + " " + path.string() + ": " + std::strerror(errno));
 }
 
-// Little-endian, in one append (a byte at a time, each with its capacity check, was 3 % of
-// depotd's loop in the persistent benchmark).
-template <typename T> void putLittleEndian(std::string& out, T v) {
-    char bytes[sizeof v];
-    for (std::size_t i = 0; i < sizeof v; ++i)
+// The store's integers: little-endian, whatever the host.
+template <typename T> std::array<char, sizeof(T)> littleEndian(T v) {
+    std::array<char, sizeof(T)> bytes;
+    for (std::size_t i = 0; i < sizeof(T); ++i)
         bytes[i] = static_cast<char>((v >> (8 * i)) & 0xff);
-    out.append(bytes, sizeof bytes);
+    return bytes;
+}
+// In one append (a byte at a time, each with its capacity check, was 3 % of depotd's loop in
+// the persistent benchmark).
+template <typename T> void putLittleEndian(std::string& out, T v) {
+    const auto bytes = littleEndian(v);
+    out.append(bytes.data(), bytes.size());
 }
 void put32(std::string& out, std::uint32_t v) {
     putLittleEndian(out, v);
@@ -399,10 +405,8 @@ std::uint64_t MessageStore::addMessage(std::span<const std::string_view> parts) 
     std::size_t size = 0;
     for (const std::string_view part : parts)
         size += part.size();
-    char head[8]; // the id, little-endian, as put64 writes it
-    for (int i = 0; i < 8; ++i)
-        head[i] = static_cast<char>((id >> (8 * i)) & 0xff);
-    append(MESSAGE, std::string_view(head, sizeof head), parts);
+    const auto head = littleEndian(id);
+    append(MESSAGE, std::string_view(head.data(), head.size()), parts);
     Segment& active = *segments_.rbegin()->second;
     messages_[id] =
         MessageInfo{active.number, active.size - size, static_cast<std::uint32_t>(size), 0};

@@ -85,6 +85,13 @@ inline std::uint64_t readyCount(client::Connection& connection, const std::strin
     return connection.declareQueue(queue, options).messageCount;
 }
 
+// How many consumers a queue has, through a passive declare.
+inline std::uint64_t consumerCount(client::Connection& connection, const std::string& queue) {
+    client::QueueDeclareOptions options;
+    options.passive = true;
+    return connection.declareQueue(queue, options).consumerCount;
+}
+
 // "BROKER/NOT_FOUND", "TIMEOUT", ... of what `expr` throws; "no exception" if nothing.
 template <class F> std::string errorOf(F&& expr) {
     try {

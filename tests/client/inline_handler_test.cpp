@@ -1,7 +1,9 @@
 // Inline handlers (ConsumeOptions::inlineHandler): over depot:// they run on the connection's
 // network thread, with no hand-off to the dispatcher; elsewhere on the dispatcher thread. Over
 // every transport the same rules: deliveries in order, one at a time, acks that settle them, and
-// every call that waits for the broker refused with INVALID_ARGUMENT.
+// every call that waits for the broker refused with INVALID_ARGUMENT. (Cancelling its own
+// consumer, throwing, and dropping the last reference to its connection are tested for both
+// kinds of handler in transport_conformance_test.cpp.)
 
 #include "tests/client/client_helpers.h"
 #include "tests/client/test_urls.h"
@@ -11,7 +13,6 @@
 #include <doctest/doctest.h>
 
 #include <future>
-#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -20,8 +21,6 @@ using depot::client::Connection;
 using depot::client::ConsumeOptions;
 using depot::client::Consumer;
 using depot::client::Delivery;
-using depot::client::Error;
-using depot::client::ErrorKind;
 using depot::tests::errorOf;
 using depot::tests::eventually;
 using depot::tests::forEachUrl;
@@ -29,12 +28,6 @@ using depot::tests::Inbox;
 using depot::tests::readyCount;
 
 namespace {
-
-std::uint64_t consumersOf(Connection& connection, const std::string& queue) {
-    depot::client::QueueDeclareOptions passive;
-    passive.passive = true;
-    return connection.declareQueue(queue, passive).consumerCount;
-}
 
 ConsumeOptions inlineOptions(std::uint32_t prefetch = 0) {
     ConsumeOptions options;
@@ -139,66 +132,6 @@ TEST_CASE("an inline handler cannot wait for the broker, but may publish, confir
     });
 }
 
-TEST_CASE("an inline handler may cancel its own consumer: what comes after goes back to the "
-          "queue") {
-    forEachUrl([](const std::string& url) {
-        Inbox<std::string> seen;
-        auto connection = Connection::open(url);
-        connection->declareQueue("q");
-        for (int i = 0; i < 20; ++i)
-            (void)connection->publishConfirmed("", "q", "m" + std::to_string(i));
-        std::unique_ptr<Consumer> consumer;
-        std::promise<void> started;
-        std::shared_future<void> ready = started.get_future().share();
-        consumer = std::make_unique<Consumer>(connection->consume(
-            "q",
-            [&seen, &consumer, ready](Delivery& d) {
-                ready.wait(); // until `consumer` is set
-                d.ack();
-                seen.push(d.body());
-                consumer->cancel(); // returns at once; the broker hears of it soon after
-            },
-            inlineOptions()));
-        started.set_value();
-        REQUIRE(seen.waitFor(1));
-        CHECK(eventually([&] { return consumersOf(*connection, "q") == 0; }));
-        // Once no consumer is left, the others come back to the queue (as they are rejected).
-        CHECK(eventually([&] { return readyCount(*connection, "q") == 19; }));
-        CHECK(seen.items() == std::vector<std::string>{"m0"});
-        auto next = connection->get("q");
-        REQUIRE(next);
-        CHECK(next->body() == "m1");
-    });
-}
-
-TEST_CASE("an inline handler that throws is reported, and the next delivery is handled") {
-    forEachUrl([](const std::string& url) {
-        Inbox<std::string> errors;
-        Inbox<std::string> handled;
-        auto connection = Connection::open(url);
-        connection->onError([&errors](const Error& e) {
-            if (e.kind() == ErrorKind::HANDLER_FAILED)
-                errors.push(e.what());
-        });
-        connection->declareQueue("q");
-        Consumer consumer = connection->consume(
-            "q",
-            [&handled](Delivery& d) {
-                d.ack();
-                if (d.body() == "bad")
-                    throw std::runtime_error("cannot handle it");
-                handled.push(d.body());
-            },
-            inlineOptions(10));
-        connection->publish("", "q", "bad");
-        connection->publish("", "q", "good");
-        REQUIRE(handled.waitFor(1));
-        CHECK(handled.at(0) == "good");
-        REQUIRE(errors.waitFor(1));
-        CHECK(errors.at(0).find("cannot handle it") != std::string::npos);
-    });
-}
-
 TEST_CASE("serve with an inline responder answers every request") {
     forEachUrl([](const std::string& url) {
         auto server = Connection::open(url);
@@ -240,31 +173,4 @@ TEST_CASE("over depot:// an inline handler runs while the dispatcher thread is b
     (void)connection->publishConfirmed("", "slow", "occupy the dispatcher");
     (void)connection->publishConfirmed("", "fast", "inline");
     CHECK(inlineSeen.waitFor(1, std::chrono::seconds(2)));
-}
-
-TEST_CASE("an inline handler may drop the last reference to its own connection") {
-    forEachUrl([](const std::string& url) {
-        Inbox<std::string> done;
-        auto observer = Connection::open(url);
-        observer->declareQueue("q");
-        (void)observer->publishConfirmed("", "q", "last words");
-        std::shared_ptr<Connection> worker = Connection::open(url);
-        std::promise<void> started;
-        std::shared_future<void> ready = started.get_future().share();
-        Connection::Handler handler = [&worker, &done, ready](Delivery& d) {
-            ready.wait(); // until consume() has returned: the test no longer touches `worker`
-            d.ack();
-            std::shared_ptr<Connection> last = std::move(worker);
-            last.reset(); // the connection goes, though this thread is the one reading it
-            done.push(d.body());
-        };
-        Consumer consumer = worker->consume("q", std::move(handler), inlineOptions());
-        started.set_value();
-        REQUIRE(done.waitFor(1));
-        CHECK(done.at(0) == "last words");
-        // Gone, and its ack reached the broker first (else the close would have requeued it).
-        CHECK(eventually([&] { return consumersOf(*observer, "q") == 0; }));
-        CHECK(readyCount(*observer, "q") == 0);
-        consumer.cancel(); // its connection is gone: nothing to do
-    });
 }

@@ -33,6 +33,7 @@ using depot::client::PublishOptions;
 using depot::client::QueueDeclareOptions;
 using depot::client::ReturnedMessage;
 using depot::tests::bodies;
+using depot::tests::consumerCount;
 using depot::tests::errorOf;
 using depot::tests::forEachUrl;
 using depot::tests::Inbox;
@@ -59,6 +60,16 @@ QueueDeclareOptions refusingPast150() {
     bounded.arguments.set("x-max-length", std::int64_t{150});
     bounded.arguments.set("x-overflow", std::string("reject-publish"));
     return bounded;
+}
+
+// A consumer's handler on the dispatcher thread, then inline (ConsumeOptions::inlineHandler):
+// what holds for one holds for the other.
+constexpr bool DISPATCHED_THEN_INLINE[] = {false, true};
+
+ConsumeOptions handlerOptions(bool inlineHandler) {
+    ConsumeOptions options;
+    options.inlineHandler = inlineHandler;
+    return options;
 }
 
 } // namespace
@@ -816,30 +827,38 @@ TEST_CASE("destroying a Consumer cancels it: its handler is not called again") {
 
 TEST_CASE("deliveries queued for a cancelled consumer go back to the queue") {
     forEachUrl([](const std::string& url) {
-        Inbox<std::string> seen;
-        auto connection = Connection::open(url);
-        connection->declareQueue("q");
-        for (int i = 0; i < 20; ++i)
-            (void)connection->publishConfirmed("", "q", "m" + std::to_string(i));
-        std::unique_ptr<Consumer> consumer;
-        std::promise<void> started;
-        std::shared_future<void> ready = started.get_future().share();
-        // The first handler call cancels its own consumer: the 19 deliveries already posted to
-        // the dispatcher are not handled, and the broker gets them back.
-        consumer = std::make_unique<Consumer>(
-            connection->consume("q", [&seen, &consumer, ready](Delivery& d) {
-                ready.wait(); // until `consumer` is set
-                d.ack();
-                seen.push(d.body());
-                consumer->cancel();
-            }));
-        started.set_value();
-        REQUIRE(seen.waitFor(1));
-        CHECK(depot::tests::eventually([&] { return readyCount(*connection, "q") == 19; }));
-        CHECK(seen.size() == 1);
-        auto next = connection->get("q");
-        REQUIRE(next);
-        CHECK(next->body() == "m1");
+        for (const bool inlineHandler : DISPATCHED_THEN_INLINE) {
+            CAPTURE(inlineHandler);
+            Inbox<std::string> seen;
+            auto connection = Connection::open(url);
+            connection->declareQueue("q");
+            for (int i = 0; i < 20; ++i)
+                (void)connection->publishConfirmed("", "q", "m" + std::to_string(i));
+            std::unique_ptr<Consumer> consumer;
+            std::promise<void> started;
+            std::shared_future<void> ready = started.get_future().share();
+            // The first handler call cancels its own consumer: the 19 deliveries already on
+            // their way to it are not handled, and the broker gets them back. (From an inline
+            // handler cancel() returns at once; the broker hears of it soon after.)
+            consumer = std::make_unique<Consumer>(connection->consume(
+                "q",
+                [&seen, &consumer, ready](Delivery& d) {
+                    ready.wait(); // until `consumer` is set
+                    d.ack();
+                    seen.push(d.body());
+                    consumer->cancel();
+                },
+                handlerOptions(inlineHandler)));
+            started.set_value();
+            REQUIRE(seen.waitFor(1));
+            CHECK(depot::tests::eventually([&] { return consumerCount(*connection, "q") == 0; }));
+            CHECK(depot::tests::eventually([&] { return readyCount(*connection, "q") == 19; }));
+            CHECK(seen.size() == 1);
+            auto next = connection->get("q");
+            REQUIRE(next);
+            CHECK(next->body() == "m1");
+            connection->deleteQueue("q");
+        }
     });
 }
 
@@ -956,48 +975,62 @@ TEST_CASE("handlers run one at a time, in order, off the caller's thread") {
 
 TEST_CASE("a handler may drop the last reference to its own connection") {
     forEachUrl([](const std::string& url) {
-        Inbox<std::string> done;
-        auto observer = Connection::open(url);
-        observer->declareQueue("q");
-        (void)observer->publishConfirmed("", "q", "last words");
-        std::shared_ptr<Connection> worker = Connection::open(url);
-        std::promise<void> started;
-        std::shared_future<void> ready = started.get_future().share();
-        Connection::Handler handler = [&worker, &done, ready](Delivery& d) {
-            ready.wait(); // until consume() has returned: the test no longer touches `worker`
-            d.ack();
-            std::shared_ptr<Connection> last = std::move(worker);
-            last.reset(); // closes the connection here, on its own dispatcher thread
-            done.push(d.body());
-        };
-        Consumer consumer = worker->consume("q", std::move(handler));
-        started.set_value();
-        REQUIRE(done.waitFor(1));
-        CHECK(done.at(0) == "last words");
-        CHECK(depot::tests::eventually([&] { return observer->get("q", true) == std::nullopt; }));
-        consumer.cancel(); // its connection is gone: nothing to do
+        for (const bool inlineHandler : DISPATCHED_THEN_INLINE) {
+            CAPTURE(inlineHandler);
+            Inbox<std::string> done;
+            auto observer = Connection::open(url);
+            observer->declareQueue("q");
+            (void)observer->publishConfirmed("", "q", "last words");
+            std::shared_ptr<Connection> worker = Connection::open(url);
+            std::promise<void> started;
+            std::shared_future<void> ready = started.get_future().share();
+            Connection::Handler handler = [&worker, &done, ready](Delivery& d) {
+                ready.wait(); // until consume() has returned: the test no longer touches it
+                d.ack();
+                std::shared_ptr<Connection> last = std::move(worker);
+                last.reset(); // the connection closes (over depot://, on its dispatcher thread)
+                done.push(d.body());
+            };
+            Consumer consumer =
+                worker->consume("q", std::move(handler), handlerOptions(inlineHandler));
+            started.set_value();
+            REQUIRE(done.waitFor(1));
+            CHECK(done.at(0) == "last words");
+            // Gone, and its ack reached the broker first (else the close would requeue it).
+            CHECK(depot::tests::eventually([&] { return consumerCount(*observer, "q") == 0; }));
+            CHECK(readyCount(*observer, "q") == 0);
+            CHECK(
+                depot::tests::eventually([&] { return observer->get("q", true) == std::nullopt; }));
+            consumer.cancel(); // its connection is gone: nothing to do
+        }
     });
 }
 
 TEST_CASE("a handler that throws is reported to onError: the consumer goes on") {
     forEachUrl([](const std::string& url) {
-        Inbox<std::string> errors;
-        Inbox<std::string> handled;
-        auto connection = Connection::open(url);
-        connection->onError([&errors](const Error& e) { errors.push(e.what()); });
-        connection->declareQueue("q");
-        Consumer consumer = connection->consume("q", [&handled](Delivery& d) {
-            d.ack();
-            if (d.body() == "bad")
-                throw std::runtime_error("cannot parse");
-            handled.push(d.body());
-        });
-        connection->publish("", "q", "bad");
-        connection->publish("", "q", "good");
-        REQUIRE(errors.waitFor(1));
-        REQUIRE(handled.waitFor(1));
-        CHECK(errors.at(0).find("cannot parse") != std::string::npos);
-        CHECK(handled.at(0) == "good");
+        for (const bool inlineHandler : DISPATCHED_THEN_INLINE) {
+            CAPTURE(inlineHandler);
+            Inbox<std::string> errors;
+            Inbox<std::string> handled;
+            auto connection = Connection::open(url);
+            connection->onError([&errors](const Error& e) { errors.push(e.what()); });
+            connection->declareQueue("q");
+            Consumer consumer = connection->consume(
+                "q",
+                [&handled](Delivery& d) {
+                    d.ack();
+                    if (d.body() == "bad")
+                        throw std::runtime_error("cannot parse");
+                    handled.push(d.body());
+                },
+                handlerOptions(inlineHandler));
+            connection->publish("", "q", "bad");
+            connection->publish("", "q", "good");
+            REQUIRE(errors.waitFor(1));
+            REQUIRE(handled.waitFor(1));
+            CHECK(errors.at(0).find("cannot parse") != std::string::npos);
+            CHECK(handled.at(0) == "good");
+        }
     });
 }
 
